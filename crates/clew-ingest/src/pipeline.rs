@@ -117,7 +117,7 @@ impl Pipeline {
             .map_err(|_| {
                 self.stats.requests_refused.fetch_add(1, Ordering::Relaxed);
                 IngestError::Overloaded {
-                    queued: capacity - self.capacity.available_permits(),
+                    queued: self.queued_spans(),
                     retry_after: Duration::from_secs(1),
                 }
             })?;
@@ -133,6 +133,11 @@ impl Pipeline {
             .await
             .map_err(|_| IngestError::Unavailable("the writer stopped".into()))?
             .map_err(IngestError::Unavailable)
+    }
+
+    /// Spans accepted and not yet durable.
+    pub fn queued_spans(&self) -> usize {
+        self.config.max_queued_spans - self.capacity.available_permits()
     }
 
     pub fn stats(&self) -> &PipelineStats {
