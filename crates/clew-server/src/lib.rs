@@ -1,1 +1,189 @@
+//! `clew serve`: every part of clew in one process.
+//!
+//! Owns the configuration (TOML file, then `CLEW_*` environment, then flags; the CLI
+//! resolves the last two and hands over a [`ConfigOverrides`]) and the wiring of store,
+//! ingest pipeline, OTLP receivers, query API and retention into one running server.
+//! It sits at the top of the library crates: it may import all of them, and none of them
+//! may import it.
 
+mod config;
+
+pub use config::{Config, ConfigError, ConfigOverrides};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clew_ingest::{HttpLimits, Pipeline, PipelineConfig};
+use clew_store::{FjallStore, SpanStore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "cannot listen on {addr} for {what}: {source} (is another clew or collector running? choose another address with {flag})"
+    )]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        flag: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store in {path}: {source}")]
+    Store {
+        path: String,
+        source: clew_store::StoreError,
+    },
+}
+
+/// Where a started server actually listens (ports chosen by the OS when configured as 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub http: SocketAddr,
+}
+
+pub struct Server {
+    pub addresses: Addresses,
+    pub store: Arc<dyn SpanStore>,
+    pipeline: Pipeline,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what,
+            addr,
+            flag,
+            source,
+        })
+}
+
+impl Server {
+    /// Opens the store and binds every listener before serving anything, so a port in use
+    /// or an unusable data directory is reported at once.
+    pub async fn start(config: &Config) -> Result<Server, ServeError> {
+        let grpc = bind(config.otlp_grpc_addr, "OTLP/gRPC", "--otlp-grpc-addr").await?;
+        let otlp_http = bind(config.otlp_http_addr, "OTLP/HTTP", "--otlp-http-addr").await?;
+        let http = bind(config.http_addr, "the query API and UI", "--http-addr").await?;
+        let addresses = Addresses {
+            otlp_grpc: grpc.local_addr().expect("bound"),
+            otlp_http: otlp_http.local_addr().expect("bound"),
+            http: http.local_addr().expect("bound"),
+        };
+
+        let path = config.data_dir.join("spans");
+        let store: Arc<dyn SpanStore> =
+            Arc::new(FjallStore::open(&path).map_err(|source| ServeError::Store {
+                path: path.display().to_string(),
+                source,
+            })?);
+        let pipeline = Pipeline::start(
+            Arc::clone(&store),
+            PipelineConfig {
+                max_queued_spans: config.max_queued_spans,
+                ..PipelineConfig::default()
+            },
+        );
+
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let mut tasks = JoinSet::new();
+        // OTLP batches compress well (5-10x); a body may expand to a few times the limit
+        // but not without bound.
+        let limits = HttpLimits {
+            max_body_bytes: config.max_request_bytes,
+            max_decoded_bytes: config.max_request_bytes.saturating_mul(4),
+        };
+        {
+            let pipeline = pipeline.clone();
+            let max = config.max_request_bytes;
+            let stop = until_stopped();
+            tasks.spawn(async move {
+                if let Err(error) = clew_ingest::serve_grpc(grpc, pipeline, max, stop).await {
+                    tracing::error!(%error, "OTLP/gRPC receiver stopped");
+                }
+            });
+        }
+        {
+            let router = clew_ingest::http_router(pipeline.clone(), limits);
+            let stop = until_stopped();
+            tasks.spawn(async move {
+                if let Err(error) = clew_ingest::serve_http(otlp_http, router, stop).await {
+                    tracing::error!(%error, "OTLP/HTTP receiver stopped");
+                }
+            });
+        }
+        {
+            let router = clew_query::router(Arc::clone(&store));
+            let stop = until_stopped();
+            tasks.spawn(async move {
+                if let Err(error) = axum::serve(http, router).with_graceful_shutdown(stop).await {
+                    tracing::error!(%error, "query API stopped");
+                }
+            });
+        }
+        tasks.spawn(retention_loop(
+            Arc::clone(&store),
+            config.retention,
+            until_stopped(),
+        ));
+
+        Ok(Server {
+            addresses,
+            store,
+            pipeline,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops listening, stores everything already accepted, and returns once it is durable.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let pipeline = self.pipeline.clone();
+        let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
+    }
+}
+
+async fn retention_loop(
+    store: Arc<dyn SpanStore>,
+    retention: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    const EVERY: Duration = Duration::from_secs(600);
+    tokio::pin!(stop);
+    loop {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let cutoff = now.saturating_sub(retention).as_nanos() as u64;
+        let store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || store.purge_older_than(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(purged)) => tracing::info!(purged, ?retention, "retention purged old spans"),
+            Ok(Err(error)) => tracing::warn!(%error, "retention purge failed"),
+            Err(error) => tracing::warn!(%error, "retention task panicked"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}

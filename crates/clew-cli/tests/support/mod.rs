@@ -1,0 +1,178 @@
+//! Runs the real `clew` binary for end-to-end tests: a private server on free loopback
+//! ports with its own data directory, stopped when the handle drops.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub struct Clew {
+    child: Child,
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+pub fn clew_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_clew")
+}
+
+impl Clew {
+    /// Starts `clew serve` on ports the OS picks and waits (at most 30 s) until it is ready.
+    pub fn start(data_dir: &Path) -> Clew {
+        Clew::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> Clew {
+        let mut child = Command::new(clew_binary())
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "serve",
+                "--otlp-grpc-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--otlp-http-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .env("CLEW_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting clew serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut grpc, mut otlp_http, mut http) = (None, None, None);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("clew serve did not print `ready` within 30 s")
+            });
+            let field = |prefix: &str| -> Option<SocketAddr> {
+                let rest = line.trim().strip_prefix(prefix)?.trim();
+                let rest = rest.trim_start_matches("http://");
+                rest.split('/').next()?.parse().ok()
+            };
+            grpc = grpc.or_else(|| field("OTLP/gRPC"));
+            otlp_http = otlp_http.or_else(|| field("OTLP/HTTP"));
+            http = http.or_else(|| field("query API"));
+            if line.trim() == "ready" {
+                break;
+            }
+        }
+        Clew {
+            child,
+            otlp_grpc: grpc.expect("gRPC address printed"),
+            otlp_http: otlp_http.expect("OTLP/HTTP address printed"),
+            http: http.expect("query API address printed"),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill_hard(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for clew") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clew did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("polling clew").is_none()
+    }
+
+    /// Runs a `clew` verb against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(clew_binary())
+            .arg("--http-addr")
+            .arg(self.http.to_string())
+            .args(args)
+            .output()
+            .expect("running clew")
+    }
+}
+
+impl Drop for Clew {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GETs JSON from the server; returns the status and the parsed body.
+pub fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::get(url).await.expect("GET");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("body");
+        let json = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+        });
+        (status, json)
+    })
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `within`.
+pub fn eventually<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The Python interpreter with the OpenTelemetry SDK that `scripts/test` prepares.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("CLEW_TEST_PYTHON").expect(
+        "CLEW_TEST_PYTHON is not set: run the tests with ./scripts/test, which prepares a \
+         Python virtualenv with the OpenTelemetry SDK",
+    );
+    PathBuf::from(path)
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
