@@ -4,9 +4,19 @@
 //! by id, search, services and operations, dependencies, retention) and the embedded
 //! backend that needs nothing installed. Imports only `clew-model`; never the ingest,
 //! query or server crates, which sit above it.
+//!
+//! The embedded backend, [`FjallStore`], keeps everything in a [fjall] database in one
+//! directory: spans grouped per trace and service in a compact binary encoding, ordered
+//! by service and time so the same records serve trace search; resources stored once
+//! and referred to by id; the service map counted as spans arrive. Each `write` is one
+//! atomic batch, fsynced before it returns.
+//!
+//! [fjall]: https://docs.rs/fjall
 
+mod embedded;
 mod query;
 
+pub use embedded::FjallStore;
 pub use query::{Dependency, Operation, TraceQuery, TraceSummary};
 
 use clew_model::{Span, TraceId};
