@@ -130,7 +130,11 @@ fn parse_hex_padded(s: &str, out: &mut [u8]) -> Result<(), IdError> {
             _ => return Err(IdError::NotHex(s.to_string())),
         };
         let pos = pad + i;
-        out[pos / 2] |= if pos.is_multiple_of(2) { nibble << 4 } else { nibble };
+        out[pos / 2] |= if pos.is_multiple_of(2) {
+            nibble << 4
+        } else {
+            nibble
+        };
     }
     Ok(())
 }
