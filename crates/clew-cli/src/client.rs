@@ -30,6 +30,26 @@ impl Api {
         }
     }
 
+    /// POSTs to a native API path and returns its JSON answer.
+    async fn post(&self, path: &str, query: &[(&str, String)]) -> Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self.http.post(&url).query(query).send().await.with_context(|| {
+            format!("cannot reach clew at {} (is `clew serve` running? point at it with --http-addr)", self.base)
+        })?;
+        let status = response.status();
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .with_context(|| format!("unexpected answer from {url}"))?;
+        if !status.is_success() {
+            bail!(
+                "clew answered {status}: {}",
+                body["error"].as_str().unwrap_or("no message")
+            );
+        }
+        Ok(body)
+    }
+
     /// GETs a native API path; `Ok(None)` on 404 so callers can say what was not found.
     async fn get<T: DeserializeOwned>(
         &self,
@@ -58,9 +78,49 @@ impl Api {
     }
 }
 
+/// A trace's entry in the lifecycle registry, as the native API returns it.
+#[derive(Deserialize, serde::Serialize, Clone)]
+pub struct Lifecycle {
+    pub state: String,
+    pub created_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub orphaned_at_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl Lifecycle {
+    /// `COMPLETED`, `ERRORED`, or `ORPHANED` for a trace the watchdog gave up on.
+    pub fn label(&self) -> &str {
+        if self.orphaned_at_ms.is_some() {
+            "ORPHANED"
+        } else {
+            &self.state
+        }
+    }
+
+    fn describe(&self) -> String {
+        let at = |ms: u64| {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        };
+        let mut text = format!("{} (registered {}", self.label(), at(self.created_at_ms));
+        if let Some(ms) = self.orphaned_at_ms {
+            text.push_str(&format!(", marked orphaned {}", at(ms)));
+        } else if let Some(ms) = self.finished_at_ms {
+            text.push_str(&format!(", finished {}", at(ms)));
+        }
+        text.push(')');
+        if let Some(error) = &self.error {
+            text.push_str(&format!(": {error}"));
+        }
+        text
+    }
+}
+
 #[derive(Deserialize)]
 struct TraceResponse {
     spans: Vec<Span>,
+    #[serde(default)]
+    lifecycle: Option<Lifecycle>,
 }
 
 pub async fn show_trace(
@@ -96,6 +156,10 @@ pub async fn show_trace(
         ..RenderOptions::default()
     };
     print!("{}", render_trace(&tree, &options));
+    match &trace.lifecycle {
+        Some(lifecycle) => println!("Lifecycle: {}", lifecycle.describe()),
+        None => println!("Lifecycle: not tracked by this server's registry"),
+    }
     Ok(())
 }
 
@@ -111,6 +175,9 @@ pub struct SearchArgs {
     /// Attribute filter `key=value`; repeat for several (all must match one span).
     #[arg(long = "attr", value_name = "KEY=VALUE")]
     attributes: Vec<String>,
+    /// Lifecycle state: active, in_progress, completed, errored, orphaned.
+    #[arg(long)]
+    state: Option<String>,
     /// Shortest matching span, e.g. `10ms`.
     #[arg(long, value_parser = humantime::parse_duration)]
     min_duration: Option<Duration>,
@@ -127,9 +194,17 @@ pub struct SearchArgs {
     json: bool,
 }
 
+#[derive(Deserialize, serde::Serialize)]
+struct SearchResult {
+    #[serde(flatten)]
+    summary: TraceSummary,
+    #[serde(default)]
+    lifecycle: Option<Lifecycle>,
+}
+
 #[derive(Deserialize)]
 struct SearchResponse {
-    traces: Vec<TraceSummary>,
+    traces: Vec<SearchResult>,
 }
 
 pub async fn search(api: &Api, args: &SearchArgs) -> Result<()> {
@@ -146,6 +221,7 @@ pub async fn search(api: &Api, args: &SearchArgs) -> Result<()> {
         ("service", &args.service),
         ("operation", &args.operation),
         ("kind", &args.kind),
+        ("state", &args.state),
     ];
     for (key, value) in optional {
         if let Some(value) = value {
@@ -183,21 +259,24 @@ pub async fn search(api: &Api, args: &SearchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<32}  {:<23}  {:>10}  {:>5}  {:>6}  ROOT",
-        "TRACE ID", "START (UTC)", "DURATION", "SPANS", "ERRORS"
+        "{:<32}  {:<23}  {:>10}  {:>5}  {:>6}  {:<11}  ROOT",
+        "TRACE ID", "START (UTC)", "DURATION", "SPANS", "ERRORS", "STATE"
     );
-    for t in &response.traces {
+    for result in &response.traces {
+        let t = &result.summary;
+        let state = result.lifecycle.as_ref().map_or("-", Lifecycle::label);
         let start =
             humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(t.start_unix_nano));
         let duration = Duration::from_nanos(t.end_unix_nano.saturating_sub(t.start_unix_nano));
         let services: Vec<&str> = t.services.iter().map(|(name, _)| name.as_str()).collect();
         println!(
-            "{:<32}  {:<23}  {:>10}  {:>5}  {:>6}  {}: {}  [{}]",
+            "{:<32}  {:<23}  {:>10}  {:>5}  {:>6}  {:<11}  {}: {}  [{}]",
             t.trace_id.to_string(),
             start.to_string().trim_end_matches('Z'),
             crate::render::format_duration(duration.as_nanos() as u64),
             t.span_count,
             t.error_count,
+            state,
             t.root_service,
             t.root_operation,
             services.join(", ")
@@ -234,6 +313,132 @@ pub async fn services(api: &Api, json: bool) -> Result<()> {
         for op in &service.operations {
             println!("  {} ({})", op.name, op.kind);
         }
+    }
+    Ok(())
+}
+
+#[derive(clap::Subcommand)]
+pub enum TracesCommand {
+    /// Traces still running: registered, not yet completed or errored (oldest first).
+    Active {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Traces the watchdog marked orphaned: a worker never finished them (newest first).
+    Orphans {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum RegistryCommand {
+    /// Sweep for orphaned traces now, once, instead of waiting for the watchdog.
+    Sweep {
+        /// Required: a single sweep is the only kind this verb runs.
+        #[arg(long, required = true)]
+        once: bool,
+        /// Age after which an unfinished trace counts as orphaned [default: the server's].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        threshold: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+pub async fn traces(api: &Api, command: TracesCommand) -> Result<()> {
+    match command {
+        TracesCommand::Active { limit, json } => {
+            let page: serde_json::Value = api
+                .get(
+                    "/api/clew/lifecycle/active",
+                    &[("limit", limit.to_string())],
+                )
+                .await?
+                .context("this server keeps no lifecycle registry")?;
+            if json {
+                return print_json(&page["traces"]);
+            }
+            let traces = page["traces"].as_array().cloned().unwrap_or_default();
+            if traces.is_empty() {
+                println!("no active traces");
+            }
+            for trace in traces {
+                println!(
+                    "{}  registered {}",
+                    trace["id"].as_str().unwrap_or("?"),
+                    format_ms(trace["created_at_ms"].as_u64().unwrap_or(0))
+                );
+            }
+            Ok(())
+        }
+        TracesCommand::Orphans { limit, json } => {
+            let body: serde_json::Value = api
+                .get(
+                    "/api/clew/lifecycle/orphans",
+                    &[("limit", limit.to_string())],
+                )
+                .await?
+                .context("this server keeps no lifecycle registry")?;
+            if json {
+                return print_json(&body["traces"]);
+            }
+            let traces = body["traces"].as_array().cloned().unwrap_or_default();
+            if traces.is_empty() {
+                println!("no orphaned traces");
+            }
+            for trace in traces {
+                println!(
+                    "{}  registered {}  orphaned {}  ({})",
+                    trace["id"].as_str().unwrap_or("?"),
+                    format_ms(trace["created_at_ms"].as_u64().unwrap_or(0)),
+                    format_ms(trace["orphaned_at_ms"].as_u64().unwrap_or(0)),
+                    trace["metadata"]["service"]
+                        .as_str()
+                        .unwrap_or("unknown service"),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn registry(api: &Api, command: RegistryCommand) -> Result<()> {
+    let RegistryCommand::Sweep {
+        once: _,
+        threshold,
+        json,
+    } = command;
+    let mut query = Vec::new();
+    if let Some(threshold) = threshold {
+        query.push(("threshold", format!("{}ms", threshold.as_millis())));
+    }
+    let report = api.post("/api/clew/lifecycle/sweep", &query).await?;
+    if json {
+        return print_json(&report);
+    }
+    let orphaned = report["orphaned"].as_array().cloned().unwrap_or_default();
+    println!(
+        "swept: {} orphaned, {} expired entries removed, {} already finished",
+        orphaned.len(),
+        report["expired"],
+        report["finished"]
+    );
+    for orphan in orphaned {
+        println!("  orphaned {}", orphan["id"].as_str().unwrap_or("?"));
     }
     Ok(())
 }

@@ -45,6 +45,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Traces the lifecycle registry knows as still running or abandoned.
+    #[command(subcommand)]
+    Traces(client::TracesCommand),
+    /// Operate the lifecycle registry.
+    #[command(subcommand)]
+    Registry(client::RegistryCommand),
     /// Load generators that measure a running system.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -73,6 +79,23 @@ struct ServeArgs {
     /// Largest OTLP request in bytes [default: 16777216].
     #[arg(long, env = "CLEW_MAX_REQUEST_BYTES")]
     max_request_bytes: Option<usize>,
+    /// Keep the trace lifecycle registry in Redis (`redis://host:port`, or
+    /// `redis+cluster://h:p,h:p`) instead of in-process.
+    #[arg(long = "redis", env = "CLEW_REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// Prefix of the registry's Redis keys [default: clew:] (the seed's `sg:` works; a
+    /// cluster needs a hash tag such as `{clew}:`).
+    #[arg(long, env = "CLEW_KEY_PREFIX")]
+    key_prefix: Option<String>,
+    /// Traces unfinished after this long are marked orphaned [default: 1800s].
+    #[arg(long, env = "CLEW_ORPHAN_THRESHOLD", value_parser = humantime::parse_duration)]
+    orphan_threshold: Option<Duration>,
+    /// Time between watchdog sweeps [default: 300s].
+    #[arg(long, env = "CLEW_SWEEP_INTERVAL", value_parser = humantime::parse_duration)]
+    sweep_interval: Option<Duration>,
+    /// A trace is complete once its root span ended and nothing arrived for this long [default: 5s].
+    #[arg(long, env = "CLEW_TRACE_QUIET_PERIOD", value_parser = humantime::parse_duration)]
+    trace_quiet_period: Option<Duration>,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +164,8 @@ fn run(cli: Cli) -> Result<()> {
                     }) => client::show_trace(&api, &id, json, !no_skew_adjust, brief).await,
                     Command::Trace(TraceCommand::Search(args)) => client::search(&api, &args).await,
                     Command::Services { json } => client::services(&api, json).await,
+                    Command::Traces(command) => client::traces(&api, command).await,
+                    Command::Registry(command) => client::registry(&api, command).await,
                     Command::Bench(bench) => bench::run(bench).await,
                     Command::Serve(_) => unreachable!("handled above"),
                 }
@@ -167,6 +192,11 @@ async fn serve(args: ServeArgs, http_addr: Option<SocketAddr>) -> Result<()> {
         retention: args.retention,
         max_queued_spans: args.max_queued_spans,
         max_request_bytes: args.max_request_bytes,
+        redis_url: args.redis_url,
+        key_prefix: args.key_prefix,
+        orphan_threshold: args.orphan_threshold,
+        sweep_interval: args.sweep_interval,
+        trace_quiet_period: args.trace_quiet_period,
     };
     let config = Config::load(args.config.as_deref(), &overrides)?;
     std::fs::create_dir_all(&config.data_dir)
@@ -179,6 +209,7 @@ async fn serve(args: ServeArgs, http_addr: Option<SocketAddr>) -> Result<()> {
     println!("  OTLP/gRPC   {}", a.otlp_grpc);
     println!("  OTLP/HTTP   http://{}/v1/traces", a.otlp_http);
     println!("  query API   http://{}/api", a.http);
+    println!("  registry    {}", server.registry.backend_name());
     println!("ready");
     wait_for_signal().await;
     tracing::info!("stopping: storing what was accepted");

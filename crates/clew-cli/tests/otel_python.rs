@@ -169,16 +169,14 @@ fn check_round_trip(protocol: &str) {
             .iter()
             .any(|s| s == service.as_str())
     );
-    let (_, deps) = get_json(
-        &clew.api(&format!(
+    let (_, deps) = get_json(&clew.api(&format!(
             "/api/dependencies?endTs={}&lookback=3600000",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_millis()
                 + 60_000
-        )),
-    );
+        )));
     let edge = deps["data"]
         .as_array()
         .unwrap()

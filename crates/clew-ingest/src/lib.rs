@@ -13,7 +13,7 @@ mod pipeline;
 
 pub use grpc::{grpc_service, serve_grpc};
 pub use http::{HttpLimits, http_router, serve_http};
-pub use pipeline::{IngestError, Pipeline, PipelineConfig, PipelineStats};
+pub use pipeline::{IngestError, Pipeline, PipelineConfig, PipelineStats, StoredSpans};
 
 use clew_otlp::{Decoded, ExportTracePartialSuccess, ExportTraceServiceResponse};
 

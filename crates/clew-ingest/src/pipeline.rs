@@ -45,6 +45,12 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Told about spans once they are durable, on the writer thread: it must not block (hand
+/// the spans on through a bounded channel, dropping when it is full).
+pub trait StoredSpans: Send + Sync + 'static {
+    fn stored(&self, spans: &[Span]);
+}
+
 #[derive(Debug, Default)]
 pub struct PipelineStats {
     pub spans_stored: AtomicU64,
@@ -77,6 +83,15 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn start(store: Arc<dyn SpanStore>, config: PipelineConfig) -> Pipeline {
+        Pipeline::start_observed(store, config, None)
+    }
+
+    /// Like [`start`](Self::start), telling `observer` about every batch after it is stored.
+    pub fn start_observed(
+        store: Arc<dyn SpanStore>,
+        config: PipelineConfig,
+        observer: Option<Arc<dyn StoredSpans>>,
+    ) -> Pipeline {
         // The channel itself is unbounded, but every job holds permits for its spans from
         // `capacity`, which bounds what can be queued.
         let (jobs, receiver) = mpsc::unbounded_channel();
@@ -86,7 +101,7 @@ impl Pipeline {
             let max_batch = config.max_batch_spans;
             std::thread::Builder::new()
                 .name("clew-writer".into())
-                .spawn(move || write_loop(store, receiver, max_batch, &stats))
+                .spawn(move || write_loop(store, observer, receiver, max_batch, &stats))
                 .expect("spawning the writer thread")
         };
         Pipeline {
@@ -157,6 +172,7 @@ impl Pipeline {
 
 fn write_loop(
     store: Arc<dyn SpanStore>,
+    observer: Option<Arc<dyn StoredSpans>>,
     mut receiver: mpsc::UnboundedReceiver<Message>,
     max_batch: usize,
     stats: &PipelineStats,
@@ -195,6 +211,9 @@ fn write_loop(
                     .spans_stored
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 stats.batches_written.fetch_add(1, Ordering::Relaxed);
+                if let Some(observer) = &observer {
+                    observer.stored(&batch);
+                }
             }
             Err(error) => tracing::error!(%error, spans = batch.len(), "store write failed"),
         }

@@ -23,8 +23,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use clew_registry::Registry;
 use clew_store::SpanStore;
 
+mod lifecycle;
 pub mod native;
 mod params;
 mod search;
@@ -36,16 +38,38 @@ mod v3;
 /// added here without changing callers.
 pub struct QueryApi {
     store: Arc<dyn SpanStore>,
+    lifecycle: Option<Arc<dyn Registry>>,
+    orphan_threshold: std::time::Duration,
 }
 
 impl QueryApi {
     pub fn new(store: Arc<dyn SpanStore>) -> QueryApi {
-        QueryApi { store }
+        QueryApi {
+            store,
+            lifecycle: None,
+            orphan_threshold: clew_registry::WatchdogConfig::default().orphan_threshold,
+        }
+    }
+
+    /// Shows each trace's lifecycle state from `registry` and serves
+    /// `/api/clew/lifecycle/…`; a manual sweep uses `orphan_threshold` unless told otherwise.
+    pub fn with_lifecycle(
+        mut self,
+        registry: Arc<dyn Registry>,
+        orphan_threshold: std::time::Duration,
+    ) -> QueryApi {
+        self.lifecycle = Some(registry);
+        self.orphan_threshold = orphan_threshold;
+        self
     }
 
     /// Every `/api/…` route. It has no fallback, so it merges with the UI's router.
     pub fn router(self) -> Router {
-        let state = AppState { store: self.store };
+        let state = AppState {
+            store: self.store,
+            lifecycle: self.lifecycle,
+            orphan_threshold: self.orphan_threshold,
+        };
         Router::new()
             .route("/api/services", get(v1::services))
             .route(
@@ -65,6 +89,12 @@ impl QueryApi {
             .route("/api/clew/search", get(native::search))
             .route("/api/clew/services", get(native::services))
             .route("/api/clew/dependencies", get(native::dependencies))
+            .route("/api/clew/lifecycle/active", get(lifecycle::active))
+            .route("/api/clew/lifecycle/orphans", get(lifecycle::orphans))
+            .route(
+                "/api/clew/lifecycle/sweep",
+                axum::routing::post(lifecycle::sweep),
+            )
             // Without this, a mistyped API path would reach the UI's fallback and answer
             // 200 with an HTML page, which a script would then fail to parse.
             .route("/api/{*rest}", get(native::no_such_endpoint))
@@ -80,9 +110,35 @@ pub fn router(store: Arc<dyn SpanStore>) -> Router {
 #[derive(Clone)]
 pub(crate) struct AppState {
     store: Arc<dyn SpanStore>,
+    lifecycle: Option<Arc<dyn Registry>>,
+    orphan_threshold: std::time::Duration,
 }
 
 impl AppState {
+    /// The lifecycle registry, or a 404 explaining that this server runs without one.
+    pub(crate) fn registry(&self) -> Result<&Arc<dyn Registry>, Failure> {
+        self.lifecycle
+            .as_ref()
+            .ok_or_else(|| Failure::not_found("this server keeps no trace lifecycle registry"))
+    }
+
+    /// A trace's lifecycle entry; `None` without a registry or when it is unknown. A
+    /// registry that fails is logged and treated as unknown: reading traces must not
+    /// depend on it.
+    pub(crate) async fn lifecycle_of(
+        &self,
+        id: clew_model::TraceId,
+    ) -> Option<clew_registry::TraceRecord> {
+        let registry = self.lifecycle.as_ref()?;
+        match registry.get(id).await {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(%error, trace_id = %id, "lifecycle registry unavailable");
+                None
+            }
+        }
+    }
+
     /// Runs store work on a blocking thread: the store's methods block on disk I/O.
     pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, Failure>
     where

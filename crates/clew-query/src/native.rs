@@ -7,6 +7,15 @@
 //! | `GET /api/clew/search?…` | `{"traces":[TraceSummary…]}`, newest first |
 //! | `GET /api/clew/services` | `{"services":[{"name","operations":[{"name","kind"}…]}…]}` |
 //! | `GET /api/clew/dependencies?start=&end=` | `{"dependencies":[{"parent","child","channel","call_count","error_count"}…]}` |
+//! | `GET /api/clew/lifecycle/active?limit=&after=` | `{"traces":[{"id","created_at_ms"}…],"next"}`, oldest first |
+//! | `GET /api/clew/lifecycle/orphans?limit=` | `{"traces":[TraceRecord…]}`, newest first |
+//! | `POST /api/clew/lifecycle/sweep?threshold=` | the sweep's report (`orphaned`, `expired`, …) |
+//!
+//! With a lifecycle registry, `traces/{id}` also answers `"lifecycle"` (the registry's
+//! `TraceRecord`: `state`, `created_at_ms`, `finished_at_ms`, `orphaned_at_ms`, `error`,
+//! `metadata`, or `null` when the registry does not know the trace), every search result
+//! carries the same `lifecycle` field, and search takes `state=` (`active`,
+//! `in_progress`, `completed`, `errored`, `orphaned`).
 //!
 //! `Span`, `TraceSummary`, `Operation` and `Dependency` are `clew_model::Span` and
 //! `clew_store::{TraceSummary, Operation, Dependency}` as serde writes them, so a client
@@ -72,7 +81,10 @@ pub(crate) async fn get_trace(
     match state.run(move |store| store.trace(id)).await? {
         Some(mut spans) if !spans.is_empty() => {
             spans.sort_by_key(|s| (s.start_unix_nano, s.span_id.0));
-            Ok(Json(serde_json::json!({ "spans": spans })))
+            let lifecycle = state.lifecycle_of(id).await;
+            Ok(Json(
+                serde_json::json!({ "spans": spans, "lifecycle": lifecycle }),
+            ))
         }
         _ => Err(Failure::not_found(format!("trace {id} not found")).into()),
     }
@@ -83,8 +95,19 @@ pub(crate) async fn search(
     params: Params,
 ) -> NativeResult<impl IntoResponse> {
     let search = search_from(&params, now_unix_nanos())?;
+    let wanted_state = params
+        .get("state")
+        .map(|s| crate::lifecycle::StateFilter::parse("state", s))
+        .transpose()?;
     let traces = state.run(move |store| search.run(store)).await?;
-    let summaries: Vec<TraceSummary> = traces.iter().filter_map(|t| TraceSummary::of(t)).collect();
+    let mut summaries = Vec::with_capacity(traces.len());
+    for summary in traces.iter().filter_map(|t| TraceSummary::of(t)) {
+        let lifecycle = state.lifecycle_of(summary.trace_id).await;
+        if wanted_state.is_some_and(|w| !w.matches(lifecycle.as_ref())) {
+            continue;
+        }
+        summaries.push(SummaryWithLifecycle { summary, lifecycle });
+    }
     Ok(Json(serde_json::json!({ "traces": summaries })))
 }
 
@@ -125,6 +148,15 @@ fn search_from(params: &Params, now: u64) -> Result<Search, Failure> {
         limit: parse_limit("limit", params.get("limit"), DEFAULT_SEARCH_LIMIT)?,
     };
     Ok(Search::new(query, tags))
+}
+
+/// A search result: the trace summary and, when the server keeps a registry, the
+/// trace's lifecycle entry.
+#[derive(Serialize)]
+struct SummaryWithLifecycle {
+    #[serde(flatten)]
+    summary: TraceSummary,
+    lifecycle: Option<clew_registry::TraceRecord>,
 }
 
 #[derive(Serialize)]

@@ -31,6 +31,18 @@ pub struct Config {
     pub max_queued_spans: usize,
     /// Largest OTLP request, gRPC message or HTTP body.
     pub max_request_bytes: usize,
+    /// Redis for the lifecycle registry (`redis://…`, or `redis+cluster://h:p,h:p`);
+    /// `None` keeps the registry in-process.
+    pub redis_url: Option<String>,
+    /// Prefix of the registry's Redis keys (in a cluster it must hold a hash tag: `{clew}:`).
+    pub key_prefix: String,
+    /// Traces not finished after this long are marked orphaned by the watchdog.
+    pub orphan_threshold: Duration,
+    /// Time between watchdog sweeps.
+    pub sweep_interval: Duration,
+    /// A trace counts as complete when its root span has ended and nothing more arrived
+    /// for this long.
+    pub trace_quiet_period: Duration,
 }
 
 impl Default for Config {
@@ -43,6 +55,11 @@ impl Default for Config {
             retention: Duration::from_secs(7 * 24 * 3600),
             max_queued_spans: 200_000,
             max_request_bytes: 16 << 20,
+            redis_url: None,
+            key_prefix: "clew:".to_string(),
+            orphan_threshold: Duration::from_secs(1800),
+            sweep_interval: Duration::from_secs(300),
+            trace_quiet_period: Duration::from_secs(5),
         }
     }
 }
@@ -70,6 +87,15 @@ pub struct ConfigOverrides {
     pub retention: Option<Duration>,
     pub max_queued_spans: Option<usize>,
     pub max_request_bytes: Option<usize>,
+    #[serde(rename = "redis")]
+    pub redis_url: Option<String>,
+    pub key_prefix: Option<String>,
+    #[serde(default, with = "humantime_serde_option")]
+    pub orphan_threshold: Option<Duration>,
+    #[serde(default, with = "humantime_serde_option")]
+    pub sweep_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_option")]
+    pub trace_quiet_period: Option<Duration>,
 }
 
 mod humantime_serde_option {
@@ -126,6 +152,21 @@ impl Config {
         }
         if let Some(v) = o.max_request_bytes {
             self.max_request_bytes = v;
+        }
+        if let Some(v) = &o.redis_url {
+            self.redis_url = Some(v.clone());
+        }
+        if let Some(v) = &o.key_prefix {
+            self.key_prefix = v.clone();
+        }
+        if let Some(v) = o.orphan_threshold {
+            self.orphan_threshold = v;
+        }
+        if let Some(v) = o.sweep_interval {
+            self.sweep_interval = v;
+        }
+        if let Some(v) = o.trace_quiet_period {
+            self.trace_quiet_period = v;
         }
     }
 }

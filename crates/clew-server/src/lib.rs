@@ -7,6 +7,7 @@
 //! may import it.
 
 mod config;
+pub mod lifecycle;
 
 pub use config::{Config, ConfigError, ConfigOverrides};
 
@@ -15,6 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clew_ingest::{HttpLimits, Pipeline, PipelineConfig};
+use clew_registry::{
+    EmbeddedRegistry, LeaseConfig, RedisRegistry, Registry, RegistryConfig, Watchdog,
+    WatchdogConfig, WatchdogHandle,
+};
 use clew_store::{FjallStore, SpanStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -36,6 +41,8 @@ pub enum ServeError {
         path: String,
         source: clew_store::StoreError,
     },
+    #[error("lifecycle registry: {0}")]
+    Registry(#[from] clew_registry::RegistryError),
 }
 
 /// Where a started server actually listens (ports chosen by the OS when configured as 0).
@@ -49,7 +56,10 @@ pub struct Addresses {
 pub struct Server {
     pub addresses: Addresses,
     pub store: Arc<dyn SpanStore>,
+    pub registry: Arc<dyn Registry>,
     pipeline: Pipeline,
+    watchdog: WatchdogHandle,
+    lifecycle_task: tokio::task::JoinHandle<()>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -88,15 +98,35 @@ impl Server {
                 path: path.display().to_string(),
                 source,
             })?);
-        let pipeline = Pipeline::start(
+        let registry = open_registry(config).await?;
+        let watchdog = Watchdog::new(
+            Arc::clone(&registry),
+            registry.election(LeaseConfig::default()),
+            WatchdogConfig {
+                sweep_interval: config.sweep_interval,
+                orphan_threshold: config.orphan_threshold,
+                ..WatchdogConfig::default()
+            },
+        )
+        .spawn();
+
+        let (stop, stopped) = watch::channel(false);
+        let (lifecycle_feed, _lifecycle_stats, lifecycle_task) = lifecycle::start(
+            Arc::clone(&registry),
+            lifecycle::LifecycleConfig {
+                quiet_period: config.trace_quiet_period,
+                ..Default::default()
+            },
+        );
+        let pipeline = Pipeline::start_observed(
             Arc::clone(&store),
             PipelineConfig {
                 max_queued_spans: config.max_queued_spans,
                 ..PipelineConfig::default()
             },
+            Some(lifecycle_feed),
         );
 
-        let (stop, stopped) = watch::channel(false);
         let until_stopped = move || {
             let mut stopped = stopped.clone();
             async move {
@@ -130,7 +160,9 @@ impl Server {
             });
         }
         {
-            let router = clew_query::router(Arc::clone(&store));
+            let router = clew_query::QueryApi::new(Arc::clone(&store))
+                .with_lifecycle(Arc::clone(&registry), config.orphan_threshold)
+                .router();
             let stop = until_stopped();
             tasks.spawn(async move {
                 if let Err(error) = axum::serve(http, router).with_graceful_shutdown(stop).await {
@@ -147,6 +179,9 @@ impl Server {
         Ok(Server {
             addresses,
             store,
+            registry,
+            watchdog,
+            lifecycle_task,
             pipeline,
             stop,
             tasks,
@@ -159,7 +194,24 @@ impl Server {
         while self.tasks.join_next().await.is_some() {}
         let pipeline = self.pipeline.clone();
         let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
+        // The writer is gone, so the tracker's feed is closed: it applies what is left
+        // and ends.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.lifecycle_task).await;
+        self.watchdog.shutdown().await;
     }
+}
+
+/// Redis when configured (connected lazily, so clew starts and ingests while Redis is
+/// down), the in-process registry otherwise.
+async fn open_registry(config: &Config) -> Result<Arc<dyn Registry>, ServeError> {
+    let registry_config = RegistryConfig {
+        key_prefix: config.key_prefix.clone(),
+        ..RegistryConfig::default()
+    };
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(RedisRegistry::connect_lazy(url, registry_config).await?),
+        None => Arc::new(EmbeddedRegistry::new(registry_config)),
+    })
 }
 
 async fn retention_loop(

@@ -1,0 +1,230 @@
+//! The collector keeps each trace's lifecycle: completed when its root ended and it went
+//! quiet, errored on an error span, orphaned when its root never came; in-process and in
+//! a real Redis, which may restart without costing a span.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clew_model::{Resource, Span, SpanId, SpanKind, Status, StatusCode, TraceId};
+use prost::Message;
+use support::{Clew, RedisServer, eventually, get_json};
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn span(trace_id: TraceId, parent: Option<SpanId>, name: &str, error: bool) -> Span {
+    let start = now_nanos() - 1_000_000;
+    Span {
+        trace_id,
+        span_id: SpanId::generate(),
+        parent_span_id: parent,
+        trace_state: String::new(),
+        name: name.into(),
+        kind: SpanKind::Internal,
+        start_unix_nano: start,
+        end_unix_nano: start + 500_000,
+        attributes: vec![],
+        events: vec![],
+        links: vec![],
+        status: if error {
+            Status {
+                code: StatusCode::Error,
+                message: "engine failure".into(),
+            }
+        } else {
+            Status::default()
+        },
+        resource: Arc::new(Resource::for_service("striker")),
+        scope: Default::default(),
+        flags: 1,
+    }
+}
+
+fn send(clew: &Clew, spans: &[Span]) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{}/v1/traces", clew.otlp_http))
+            .header("content-type", "application/x-protobuf")
+            .body(clew_otlp::to_request(spans).encode_to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+fn lifecycle(clew: &Clew, id: TraceId) -> serde_json::Value {
+    get_json(&clew.api(&format!("/api/clew/traces/{id}"))).1["lifecycle"].clone()
+}
+
+fn wait_for_state(clew: &Clew, id: TraceId, state: &str) -> serde_json::Value {
+    eventually(Duration::from_secs(15), || {
+        let record = lifecycle(clew, id);
+        (record["state"] == state).then_some(record)
+    })
+    .unwrap_or_else(|| panic!("trace {id} never reached {state}: {}", lifecycle(clew, id)))
+}
+
+/// Sends one finished trace, one with an error span, and one whose root never arrives.
+fn three_traces(clew: &Clew) -> (TraceId, TraceId, TraceId) {
+    let (done, failed, abandoned) = (
+        TraceId::generate(),
+        TraceId::generate(),
+        TraceId::generate(),
+    );
+    let done_root = span(done, None, "flight_mission", false);
+    let failed_root = span(failed, None, "flight_mission", false);
+    let never_sent_root = SpanId::generate();
+    let spans = [
+        span(done, Some(done_root.span_id), "execute_intercept", false),
+        done_root,
+        span(failed, Some(failed_root.span_id), "execute_intercept", true),
+        failed_root,
+        span(abandoned, Some(never_sent_root), "execute_intercept", false),
+    ];
+    assert_eq!(send(clew, &spans), 200);
+    (done, failed, abandoned)
+}
+
+fn check_lifecycle(clew: &Clew) -> (TraceId, TraceId, TraceId) {
+    let (done, failed, abandoned) = three_traces(clew);
+    wait_for_state(clew, done, "COMPLETED");
+    let errored = wait_for_state(clew, failed, "ERRORED");
+    assert!(
+        errored["error"]
+            .as_str()
+            .unwrap()
+            .contains("engine failure"),
+        "{errored}"
+    );
+    assert!(errored["orphaned_at_ms"].is_null());
+    assert_eq!(
+        wait_for_state(clew, abandoned, "IN_PROGRESS")["metadata"]["service"],
+        "striker"
+    );
+
+    let active = String::from_utf8(clew.cli(&["traces", "active"]).stdout).unwrap();
+    assert!(active.contains(&abandoned.to_string()), "{active}");
+    assert!(!active.contains(&done.to_string()), "{active}");
+
+    // Threshold 0: everything not finished is orphaned now.
+    let sweep = clew.cli(&["registry", "sweep", "--once", "--threshold", "0s"]);
+    let sweep = String::from_utf8(sweep.stdout).unwrap();
+    assert!(
+        sweep.contains("1 orphaned") && sweep.contains(&abandoned.to_string()),
+        "{sweep}"
+    );
+    let orphan = lifecycle(clew, abandoned);
+    assert_eq!(orphan["state"], "ERRORED");
+    assert!(orphan["orphaned_at_ms"].is_u64(), "{orphan}");
+    assert_eq!(
+        lifecycle(clew, done)["state"],
+        "COMPLETED",
+        "a finished trace is never swept"
+    );
+
+    let orphans = String::from_utf8(clew.cli(&["traces", "orphans"]).stdout).unwrap();
+    assert!(
+        orphans.contains(&abandoned.to_string()) && orphans.contains("striker"),
+        "{orphans}"
+    );
+    let shown =
+        String::from_utf8(clew.cli(&["trace", "show", &abandoned.to_string()]).stdout).unwrap();
+    assert!(shown.contains("Lifecycle: ORPHANED"), "{shown}");
+    assert!(
+        shown.contains("striker: execute_intercept"),
+        "the span that did arrive is kept: {shown}"
+    );
+    let found = String::from_utf8(
+        clew.cli(&["trace", "search", "--state", "orphaned", "--json"])
+            .stdout,
+    )
+    .unwrap();
+    let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+    let ids: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![abandoned.to_string()]);
+    (done, failed, abandoned)
+}
+
+#[test]
+fn embedded_registry_tracks_completion_errors_and_orphans() {
+    let dir = tempfile::tempdir().unwrap();
+    let clew = Clew::start_with(dir.path(), &["--trace-quiet-period", "300ms"]);
+    check_lifecycle(&clew);
+}
+
+#[test]
+fn redis_registry_keeps_the_seed_keyspace_and_survives_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let clew = Clew::start_with(
+        dir.path(),
+        &[
+            "--trace-quiet-period",
+            "300ms",
+            "--redis",
+            &url,
+            "--key-prefix",
+            "sg:",
+        ],
+    );
+    let (done, _, abandoned) = check_lifecycle(&clew);
+
+    let key = format!("sg:trace:{done}");
+    assert_eq!(redis.cli(&["HGET", &key, "state"]), "COMPLETED");
+    let ttl: i64 = redis.cli(&["TTL", &key]).parse().unwrap();
+    assert!(
+        ttl > 3000 && ttl <= 3600,
+        "terminal TTL of one hour, got {ttl}"
+    );
+    assert_eq!(
+        redis.cli(&["HGET", &format!("sg:trace:{abandoned}"), "error"]),
+        "orphaned"
+    );
+    assert!(
+        redis
+            .cli(&["ZSCORE", "sg:traces:active", &done.to_string()])
+            .is_empty()
+    );
+
+    // Redis goes away: ingestion carries on; when it is back, the registry catches up.
+    redis.stop();
+    let during_outage = TraceId::generate();
+    let root = span(during_outage, None, "calculate_intercept_commands", false);
+    assert_eq!(
+        send(&clew, &[root]),
+        200,
+        "ingestion does not depend on Redis"
+    );
+    let (status, stored) = get_json(&clew.api(&format!("/api/clew/traces/{during_outage}")));
+    assert_eq!(status, 200);
+    assert_eq!(stored["spans"].as_array().unwrap().len(), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    redis.restart();
+    let caught_up = eventually(Duration::from_secs(40), || {
+        (redis.cli(&["HGET", &format!("sg:trace:{during_outage}"), "state"]) == "COMPLETED")
+            .then_some(())
+    });
+    assert!(
+        caught_up.is_some(),
+        "the registry caught up after Redis came back: {}",
+        lifecycle(&clew, during_outage)
+    );
+}

@@ -1,0 +1,302 @@
+//! Feeds the lifecycle registry from the spans the pipeline stored.
+//!
+//! A trace is registered (IN_PROGRESS) when its first span is stored, marked ERRORED
+//! when a span ends with error status or arrives unfinished (a worker died mid-request),
+//! and COMPLETED once its root span has ended and nothing more arrived for a quiet
+//! period. Traces whose root never comes are left to the watchdog, which sweeps them as
+//! orphaned. Registry trouble never slows ingestion: the pipeline hands over facts
+//! through a bounded channel (dropping, and counting, when it is full), and registry
+//! calls that fail are retried in order with back-off.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clew_ingest::StoredSpans;
+use clew_model::{AttributeValue, Span, TraceId};
+use clew_registry::{Metadata, Registry, TraceState};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The attribute the agent puts on spans that were still open when their worker vanished.
+pub const UNFINISHED_ATTRIBUTE: &str = "clew.unfinished";
+
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// How long after its root span ended a trace must stay quiet to count as complete.
+    pub quiet_period: Duration,
+    /// Traces followed in memory at once; beyond it the least recently active are left
+    /// to the watchdog.
+    pub max_tracked: usize,
+    /// Registry operations waiting for a retry; beyond it the oldest are dropped.
+    pub max_pending_ops: usize,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            quiet_period: Duration::from_secs(5),
+            max_tracked: 200_000,
+            max_pending_ops: 200_000,
+        }
+    }
+}
+
+/// What the tracker needs to know of a stored span.
+struct SpanFact {
+    trace_id: TraceId,
+    is_root: bool,
+    error: Option<String>,
+    unfinished: bool,
+    service: String,
+}
+
+impl SpanFact {
+    fn of(span: &Span) -> SpanFact {
+        let unfinished = matches!(
+            span.attribute(UNFINISHED_ATTRIBUTE),
+            Some(AttributeValue::Bool(true))
+        );
+        let error = span.is_error().then(|| {
+            let mut reason = format!(
+                "span {:?} of {} ended with error status",
+                span.name,
+                span.service_name()
+            );
+            if !span.status.message.is_empty() {
+                reason.push_str(&format!(": {}", span.status.message));
+            }
+            reason
+        });
+        SpanFact {
+            trace_id: span.trace_id,
+            is_root: span.parent_span_id.is_none(),
+            error,
+            unfinished,
+            service: span.service_name().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LifecycleStats {
+    /// Span batches the tracker never saw because its queue was full.
+    pub batches_dropped: AtomicU64,
+    pub registry_failures: AtomicU64,
+    pub ops_dropped: AtomicU64,
+}
+
+/// The pipeline side: turns stored spans into facts without ever blocking the writer.
+pub struct LifecycleFeed {
+    facts: mpsc::Sender<Vec<SpanFact>>,
+    stats: Arc<LifecycleStats>,
+}
+
+impl StoredSpans for LifecycleFeed {
+    fn stored(&self, spans: &[Span]) {
+        let facts = spans.iter().map(SpanFact::of).collect();
+        if self.facts.try_send(facts).is_err() {
+            self.stats.batches_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Op {
+    Create { id: TraceId, service: String },
+    Complete { id: TraceId },
+    Error { id: TraceId, reason: String },
+}
+
+struct Tracked {
+    root_ended: bool,
+    finished: bool,
+    last_activity: Instant,
+}
+
+/// Starts the tracker task; returns the feed to give the pipeline.
+pub fn start(
+    registry: Arc<dyn Registry>,
+    config: LifecycleConfig,
+) -> (
+    Arc<LifecycleFeed>,
+    Arc<LifecycleStats>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (facts, receiver) = mpsc::channel(4096);
+    let stats = Arc::new(LifecycleStats::default());
+    let feed = Arc::new(LifecycleFeed {
+        facts,
+        stats: Arc::clone(&stats),
+    });
+    let task = tokio::spawn(run(registry, config, receiver, Arc::clone(&stats)));
+    (feed, stats, task)
+}
+
+async fn run(
+    registry: Arc<dyn Registry>,
+    config: LifecycleConfig,
+    mut facts: mpsc::Receiver<Vec<SpanFact>>,
+    stats: Arc<LifecycleStats>,
+) {
+    let mut tracked: HashMap<TraceId, Tracked> = HashMap::new();
+    let mut ops: VecDeque<Op> = VecDeque::new();
+    let mut failures = 0u32;
+    let mut retry_at: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            batch = facts.recv() => match batch {
+                Some(batch) => absorb(batch, &mut tracked, &mut ops),
+                None => break,
+            },
+            _ = tick.tick() => complete_quiet_traces(&mut tracked, &mut ops, &config),
+        }
+        if ops.len() > config.max_pending_ops {
+            let excess = ops.len() - config.max_pending_ops;
+            ops.drain(..excess);
+            stats
+                .ops_dropped
+                .fetch_add(excess as u64, Ordering::Relaxed);
+            tracing::warn!(
+                dropped = excess,
+                "lifecycle registry is behind; oldest updates dropped"
+            );
+        }
+        if retry_at.is_some_and(|at| Instant::now() < at) {
+            continue;
+        }
+        match apply(registry.as_ref(), &mut ops).await {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!("lifecycle registry reachable again; caught up");
+                }
+                failures = 0;
+                retry_at = None;
+            }
+            Err(error) => {
+                failures += 1;
+                stats.registry_failures.fetch_add(1, Ordering::Relaxed);
+                let backoff = Duration::from_millis(250 * (1u64 << failures.min(8)))
+                    .min(Duration::from_secs(30));
+                tracing::warn!(%error, pending = ops.len(), retry_in = ?backoff, "lifecycle registry unavailable; will retry");
+                retry_at = Some(Instant::now() + backoff);
+            }
+        }
+    }
+    // On the way out: a trace whose root has ended is complete even if its quiet period
+    // has not run out yet; then one last attempt so a clean shutdown leaves the registry
+    // current.
+    for (id, entry) in &tracked {
+        if entry.root_ended && !entry.finished {
+            ops.push_back(Op::Complete { id: *id });
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), apply(registry.as_ref(), &mut ops)).await;
+}
+
+fn absorb(batch: Vec<SpanFact>, tracked: &mut HashMap<TraceId, Tracked>, ops: &mut VecDeque<Op>) {
+    let now = Instant::now();
+    for fact in batch {
+        let entry = tracked.entry(fact.trace_id).or_insert_with(|| {
+            ops.push_back(Op::Create {
+                id: fact.trace_id,
+                service: fact.service.clone(),
+            });
+            Tracked {
+                root_ended: false,
+                finished: false,
+                last_activity: now,
+            }
+        });
+        entry.last_activity = now;
+        entry.root_ended |= fact.is_root;
+        if entry.finished {
+            continue;
+        }
+        let reason = if fact.unfinished {
+            Some(format!(
+                "a worker of {} disconnected with spans still open",
+                fact.service
+            ))
+        } else {
+            fact.error
+        };
+        if let Some(reason) = reason {
+            entry.finished = true;
+            ops.push_back(Op::Error {
+                id: fact.trace_id,
+                reason,
+            });
+        }
+    }
+}
+
+fn complete_quiet_traces(
+    tracked: &mut HashMap<TraceId, Tracked>,
+    ops: &mut VecDeque<Op>,
+    config: &LifecycleConfig,
+) {
+    let now = Instant::now();
+    for (id, entry) in tracked.iter_mut() {
+        if entry.root_ended
+            && !entry.finished
+            && now.duration_since(entry.last_activity) >= config.quiet_period
+        {
+            entry.finished = true;
+            ops.push_back(Op::Complete { id: *id });
+        }
+    }
+    // Finished traces are kept for one more quiet period so late spans do not re-register
+    // them; unfinished ones stay until memory runs short (then the watchdog has them).
+    tracked.retain(|_, e| {
+        !(e.finished && now.duration_since(e.last_activity) >= config.quiet_period * 2)
+    });
+    if tracked.len() > config.max_tracked {
+        let mut by_age: Vec<(Instant, TraceId)> = tracked
+            .iter()
+            .map(|(id, e)| (e.last_activity, *id))
+            .collect();
+        by_age.sort_unstable();
+        for (_, id) in by_age
+            .into_iter()
+            .take(tracked.len() - config.max_tracked * 9 / 10)
+        {
+            tracked.remove(&id);
+        }
+    }
+}
+
+/// Applies queued operations in order, stopping at the first failure so nothing is
+/// applied out of order; the failed operation stays at the front for the retry.
+async fn apply(
+    registry: &dyn Registry,
+    ops: &mut VecDeque<Op>,
+) -> Result<(), clew_registry::RegistryError> {
+    while let Some(op) = ops.front() {
+        let result = match op {
+            Op::Create { id, service } => {
+                let mut metadata = Metadata::new();
+                metadata.insert("service".to_string(), service.clone());
+                registry
+                    .create_trace(*id, TraceState::InProgress, &metadata)
+                    .await
+                    .map(drop)
+            }
+            Op::Complete { id } => registry
+                .transition(*id, TraceState::Completed)
+                .await
+                .map(drop),
+            Op::Error { id, reason } => registry.mark_errored(*id, reason).await.map(drop),
+        };
+        match result {
+            Err(error) if error.is_transient() => return Err(error),
+            // Retrying cannot fix it; keep the queue moving.
+            Err(error) => tracing::warn!(%error, ?op, "lifecycle update refused"),
+            Ok(()) => {}
+        }
+        ops.pop_front();
+    }
+    Ok(())
+}
