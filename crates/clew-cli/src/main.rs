@@ -6,12 +6,13 @@
 //! the load generator behind `clew bench`. Everything below it is a library; nothing
 //! imports this crate.
 
+mod agent;
 mod bench;
 mod client;
 mod render;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -51,6 +52,9 @@ enum Command {
     /// Operate the lifecycle registry.
     #[command(subcommand)]
     Registry(client::RegistryCommand),
+    /// The per-host agent that APM language agents and clew's SDK send batches to.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Load generators that measure a running system.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -96,6 +100,12 @@ struct ServeArgs {
     /// A trace is complete once its root span ended and nothing arrived for this long [default: 5s].
     #[arg(long, env = "CLEW_TRACE_QUIET_PERIOD", value_parser = humantime::parse_duration)]
     trace_quiet_period: Option<Duration>,
+    /// The agent wire protocol's unix socket [default: DATA_DIR/agent.sock].
+    #[arg(long, env = "CLEW_AGENT_SOCKET")]
+    agent_socket: Option<PathBuf>,
+    /// The agent wire protocol on TCP [default: 127.0.0.1:6590].
+    #[arg(long, env = "CLEW_AGENT_TCP_ADDR")]
+    agent_tcp_addr: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -119,7 +129,34 @@ enum TraceCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    // Started as Scout's `core-agent` (a symlink or copy named so, or `clew core-agent …`).
+    let mut args: Vec<String> = std::env::args().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if invoked_as.starts_with("core-agent") {
+        init_logging("info");
+        return agent::core_agent_main(args.split_off(1));
+    }
+    if args.get(1).map(String::as_str) == Some("core-agent") {
+        init_logging("info");
+        return agent::core_agent_main(args.split_off(2));
+    }
+    let cli = Cli::parse();
+    // Daemonizing forks, which is only safe before the runtime starts its threads.
+    if let Command::Agent(agent::AgentCommand::Start(start)) = cli.command {
+        init_logging_to("info", !start.daemonize);
+        return match agent::start(start) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {}", describe(&error));
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", describe(&error));
@@ -167,6 +204,7 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Traces(command) => client::traces(&api, command).await,
                     Command::Registry(command) => client::registry(&api, command).await,
                     Command::Bench(bench) => bench::run(bench).await,
+                    Command::Agent(command) => agent::run(command).await,
                     Command::Serve(_) => unreachable!("handled above"),
                 }
             })
@@ -175,10 +213,16 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn init_logging(default: &str) {
+    init_logging_to(default, true);
+}
+
+/// Logs to stderr (a daemon's stderr is its log file, hence no colour codes there).
+fn init_logging_to(default: &str, ansi: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLEW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }
@@ -197,18 +241,23 @@ async fn serve(args: ServeArgs, http_addr: Option<SocketAddr>) -> Result<()> {
         orphan_threshold: args.orphan_threshold,
         sweep_interval: args.sweep_interval,
         trace_quiet_period: args.trace_quiet_period,
+        agent_socket: args.agent_socket,
+        agent_tcp_addr: args.agent_tcp_addr,
     };
     let config = Config::load(args.config.as_deref(), &overrides)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let server = Server::start(&config).await?;
-    let a = server.addresses;
+    let a = server.addresses.clone();
     // Scripts and tests read these lines to find the ports chosen for `:0`.
     println!("clew serving");
     println!("  data dir    {}", config.data_dir.display());
     println!("  OTLP/gRPC   {}", a.otlp_grpc);
     println!("  OTLP/HTTP   http://{}/v1/traces", a.otlp_http);
     println!("  query API   http://{}/api", a.http);
+    for address in &a.agent {
+        println!("  agent       {address}");
+    }
     println!("  registry    {}", server.registry.backend_name());
     println!("ready");
     wait_for_signal().await;

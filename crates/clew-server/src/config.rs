@@ -43,6 +43,10 @@ pub struct Config {
     /// A trace counts as complete when its root span has ended and nothing more arrived
     /// for this long.
     pub trace_quiet_period: Duration,
+    /// The agent wire protocol's unix socket; `None` puts it in the data directory.
+    pub agent_socket: Option<PathBuf>,
+    /// The agent wire protocol on TCP.
+    pub agent_tcp_addr: SocketAddr,
 }
 
 impl Default for Config {
@@ -60,6 +64,8 @@ impl Default for Config {
             orphan_threshold: Duration::from_secs(1800),
             sweep_interval: Duration::from_secs(300),
             trace_quiet_period: Duration::from_secs(5),
+            agent_socket: None,
+            agent_tcp_addr: ([127, 0, 0, 1], 6590).into(),
         }
     }
 }
@@ -96,6 +102,8 @@ pub struct ConfigOverrides {
     pub sweep_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde_option")]
     pub trace_quiet_period: Option<Duration>,
+    pub agent_socket: Option<PathBuf>,
+    pub agent_tcp_addr: Option<SocketAddr>,
 }
 
 mod humantime_serde_option {
@@ -111,6 +119,13 @@ mod humantime_serde_option {
 }
 
 impl Config {
+    /// Where the agent's unix socket is: configured, or `agent.sock` in the data directory.
+    pub fn agent_socket_path(&self) -> PathBuf {
+        self.agent_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(clew_agent::DEFAULT_SOCKET_NAME))
+    }
+
     /// Defaults, overridden by the TOML file (same keys as the flags, kebab-case), then
     /// by `overrides` (environment and flags, already merged by the caller).
     pub fn load(file: Option<&Path>, overrides: &ConfigOverrides) -> Result<Config, ConfigError> {
@@ -167,6 +182,12 @@ impl Config {
         }
         if let Some(v) = o.trace_quiet_period {
             self.trace_quiet_period = v;
+        }
+        if let Some(v) = &o.agent_socket {
+            self.agent_socket = Some(v.clone());
+        }
+        if let Some(v) = o.agent_tcp_addr {
+            self.agent_tcp_addr = v;
         }
     }
 }

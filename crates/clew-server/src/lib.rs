@@ -43,13 +43,23 @@ pub enum ServeError {
     },
     #[error("lifecycle registry: {0}")]
     Registry(#[from] clew_registry::RegistryError),
+    #[error(
+        "an agent (pid {pid}) already serves this data directory's socket; stop it with `clew agent stop`, or give clew serve another --agent-socket"
+    )]
+    AgentRunning { pid: u32 },
+    #[error("agent: {0}")]
+    Agent(#[from] clew_agent::AgentError),
+    #[error("agent lock: {0}")]
+    AgentLock(#[from] clew_agent::DaemonError),
 }
 
 /// Where a started server actually listens (ports chosen by the OS when configured as 0).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Addresses {
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
+    /// The agent wire protocol: the unix socket, then TCP.
+    pub agent: Vec<clew_agent::AgentAddress>,
     pub http: SocketAddr,
 }
 
@@ -90,6 +100,7 @@ impl Server {
             otlp_grpc: grpc.local_addr().expect("bound"),
             otlp_http: otlp_http.local_addr().expect("bound"),
             http: http.local_addr().expect("bound"),
+            agent: Vec::new(),
         };
 
         let path = config.data_dir.join("spans");
@@ -126,6 +137,10 @@ impl Server {
             },
             Some(lifecycle_feed),
         );
+
+        let (agent, agent_lock) = start_agent(config, &pipeline).await?;
+        let mut addresses = addresses;
+        addresses.agent = agent.addresses().to_vec();
 
         let until_stopped = move || {
             let mut stopped = stopped.clone();
@@ -170,6 +185,19 @@ impl Server {
                 }
             });
         }
+        {
+            let stop = until_stopped();
+            tasks.spawn(async move {
+                let report = agent.serve(stop).await;
+                if report.spans_dropped > 0 {
+                    tracing::error!(
+                        dropped = report.spans_dropped,
+                        "agent spans lost at shutdown"
+                    );
+                }
+                drop(agent_lock);
+            });
+        }
         tasks.spawn(retention_loop(
             Arc::clone(&store),
             config.retention,
@@ -199,6 +227,51 @@ impl Server {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.lifecycle_task).await;
         self.watchdog.shutdown().await;
     }
+}
+
+/// Hands what the agent assembled to the pipeline, so agent spans are stored, indexed
+/// and tracked like OTLP spans.
+struct PipelineSink(Pipeline);
+
+#[async_trait::async_trait]
+impl clew_agent::SpanSink for PipelineSink {
+    async fn send(&self, spans: &[clew_model::Span]) -> Result<(), clew_agent::SinkError> {
+        match self.0.submit(spans.to_vec()).await {
+            Ok(()) => Ok(()),
+            Err(e @ clew_ingest::IngestError::TooLarge { .. }) => {
+                Err(clew_agent::SinkError::Rejected(e.to_string()))
+            }
+            Err(e) => Err(clew_agent::SinkError::Retryable(e.to_string())),
+        }
+    }
+}
+
+/// Binds the agent wire protocol (unix socket and TCP). The lock, without a pid file,
+/// makes a standalone `clew agent start` on the same socket say "already running", and
+/// means `clew agent stop` can never stop `clew serve`.
+async fn start_agent(
+    config: &Config,
+    pipeline: &Pipeline,
+) -> Result<(clew_agent::Agent, clew_agent::AgentLock), ServeError> {
+    let agent_config = clew_agent::AgentConfig {
+        unix_socket: Some(config.agent_socket_path()),
+        tcp_addr: Some(config.agent_tcp_addr),
+        max_queued_spans: config.max_queued_spans,
+        sink_batch_spans: 8_192.min(config.max_queued_spans),
+        ..clew_agent::AgentConfig::default()
+    };
+    let paths = clew_agent::DaemonPaths::for_config(&config.data_dir, &agent_config);
+    let lock = match clew_agent::AgentLock::acquire(&paths)? {
+        clew_agent::LockOutcome::Acquired(lock) => lock,
+        clew_agent::LockOutcome::Held { pid } => {
+            return Err(ServeError::AgentRunning {
+                pid: pid.unwrap_or(0),
+            });
+        }
+    };
+    let sink = Arc::new(PipelineSink(pipeline.clone()));
+    let agent = clew_agent::Agent::bind(agent_config, sink).await?;
+    Ok((agent, lock))
 }
 
 /// Redis when configured (connected lazily, so clew starts and ingests while Redis is

@@ -14,6 +14,8 @@ pub struct Clew {
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
     pub http: SocketAddr,
+    /// The agent's addresses as printed: the unix socket path, then `tcp://…`.
+    pub agent: Vec<String>,
     pub data_dir: PathBuf,
 }
 
@@ -36,7 +38,13 @@ impl Clew {
                 "--otlp-grpc-addr",
                 "127.0.0.1:0",
             ])
-            .args(["--otlp-http-addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--agent-tcp-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .args(extra_args)
             .env("CLEW_LOG", "warn")
@@ -55,6 +63,7 @@ impl Clew {
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         let (mut grpc, mut otlp_http, mut http) = (None, None, None);
+        let mut agent = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = lines.recv_timeout(left).unwrap_or_else(|_| {
@@ -69,6 +78,9 @@ impl Clew {
             grpc = grpc.or_else(|| field("OTLP/gRPC"));
             otlp_http = otlp_http.or_else(|| field("OTLP/HTTP"));
             http = http.or_else(|| field("query API"));
+            if let Some(address) = line.trim().strip_prefix("agent") {
+                agent.push(address.trim().to_string());
+            }
             if line.trim() == "ready" {
                 break;
             }
@@ -78,6 +90,7 @@ impl Clew {
             otlp_grpc: grpc.expect("gRPC address printed"),
             otlp_http: otlp_http.expect("OTLP/HTTP address printed"),
             http: http.expect("query API address printed"),
+            agent,
             data_dir: data_dir.to_path_buf(),
         }
     }
