@@ -9,6 +9,7 @@
 mod agent;
 mod bench;
 mod client;
+mod demo;
 mod render;
 
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ struct Cli {
 enum Command {
     /// Run everything in one process: OTLP receivers, embedded store, query API.
     Serve(ServeArgs),
+    /// Run the embedded server with the built-in drone scenario and print its traces.
+    Demo(demo::DemoArgs),
     /// Read one trace, or search for traces.
     #[command(subcommand)]
     Trace(TraceCommand),
@@ -205,6 +208,7 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Registry(command) => client::registry(&api, command).await,
                     Command::Bench(bench) => bench::run(bench).await,
                     Command::Agent(command) => agent::run(command).await,
+                    Command::Demo(args) => demo::run(args, http_addr).await,
                     Command::Serve(_) => unreachable!("handled above"),
                 }
             })
