@@ -1,5 +1,6 @@
 //! The web UI in a real browser: `clew serve` loaded over OTLP/HTTP with the seed's two
-//! drone traces and a 50,000-span trace, then `ui/e2e/run.mjs` drives Debian's Chromium
+//! drone traces, the remains of a trace whose publisher crashed, and a 50,000-span
+//! trace, then `ui/e2e/run.mjs` drives Debian's Chromium
 //! through playwright-core against it (search, trace view, fan-out, collapse, the text
 //! tree against `clew trace show`, the 50k trace, the service map, deep links).
 //!
@@ -539,6 +540,44 @@ fn intercept(t0: u64, lock: (TraceId, SpanId)) -> (TraceBuilder, SpanId) {
     (b, death_striker.expect("two death notices"))
 }
 
+/// What is left of a trace whose publisher crashed before exporting: two receivers whose
+/// parents never arrived, one with a child of its own.
+fn orphans(t0: u64) -> TraceBuilder {
+    use SpanKind::*;
+    let mut b = TraceBuilder::new(t0);
+    let knell = "death-knell";
+    let orlan = message(
+        &mut b,
+        Some(SpanId::generate()),
+        "orlan",
+        "consume_death-knell",
+        Consumer,
+        (0, 2 * MS),
+        knell,
+        &[("recipient", "orlan")],
+    );
+    b.span(
+        Some(orlan),
+        "orlan",
+        "shutdown_providers",
+        Internal,
+        MS,
+        2 * MS,
+        &[],
+    );
+    message(
+        &mut b,
+        Some(SpanId::generate()),
+        "tower-sidecar",
+        "tower_receive_death-knell",
+        Consumer,
+        (300 * US, 900 * US),
+        knell,
+        &[],
+    );
+    b
+}
+
 /// A wide and fairly deep trace of exactly `BIG_TRACE_SPANS` spans over four services,
 /// with times increasing in insertion order, so insertion order is reading order and the
 /// last span inserted is the last row. Returns the trace and that span.
@@ -656,10 +695,16 @@ fn cli_text(clew: &Clew, args: &[&str]) -> String {
         "clew {args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout).unwrap()
+    // The lifecycle line after the tree comes from the registry, not the renderer the UI
+    // ports, and the UI shows lifecycle elsewhere.
+    let text = String::from_utf8(output.stdout).unwrap();
+    text.lines()
+        .filter(|line| !line.starts_with("Lifecycle: "))
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
-/// Starts clew, loads the three traces, and writes what the browser test needs to know
+/// Starts clew, loads the four traces, and writes what the browser test needs to know
 /// about them to `fixtures.json` in `dir`.
 fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
     let clew = Clew::start(&dir.join("data"));
@@ -667,6 +712,8 @@ fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
     let (lock, lock_consumer) = lock_request(now - 20_000 * MS);
     let (intercept, death_striker) = intercept(now - 10_000 * MS, (lock.trace_id, lock_consumer));
     let (big, big_last) = big_trace(now - 30_000 * MS);
+    let orphaned = orphans(now - 15_000 * MS);
+    send(&clew, &orphaned.spans);
     send(&clew, &lock.spans);
     send(&clew, &intercept.spans);
     send(&clew, &big.spans);
@@ -674,9 +721,9 @@ fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
     let search = clew.api("/api/clew/search?limit=10");
     eventually(Duration::from_secs(30), || {
         let (status, body) = get_json(&search);
-        (status == 200 && body["traces"].as_array().is_some_and(|t| t.len() == 3)).then_some(())
+        (status == 200 && body["traces"].as_array().is_some_and(|t| t.len() == 4)).then_some(())
     })
-    .expect("the three traces are searchable");
+    .expect("the four traces are searchable");
 
     let find = |b: &TraceBuilder, name: &str| -> String {
         b.spans
@@ -701,6 +748,10 @@ fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
             "root": find(&intercept, "calculate_intercept_commands"),
             "textSkewOn": cli_text(&clew, &["trace", "show", &intercept_id]),
             "textSkewOff": cli_text(&clew, &["trace", "show", &intercept_id, "--no-skew-adjust"]),
+        },
+        "orphans": {
+            "traceId": orphaned.trace_id.to_string(),
+            "text": cli_text(&clew, &["trace", "show", &orphaned.trace_id.to_string()]),
         },
         "big": {
             "traceId": big.trace_id.to_string(),
@@ -746,8 +797,9 @@ fn the_ui_in_a_real_browser() {
     let page = get_text(&clew.api("/trace/0123"));
     assert!(
         page.contains("<div id=\"app\"></div>"),
-        "clew serve does not serve the UI at {}: {page}",
-        clew.api("/")
+        "clew serve does not serve the UI at {} (got {page:?}): clew-server must merge \
+         clew_ui::router() with the query API's router",
+        clew.api("/trace/0123")
     );
 
     let screenshots = if std::env::var_os("CLEW_UPDATE_SCREENSHOTS").is_some() {

@@ -177,7 +177,9 @@ impl Server {
         {
             let router = clew_query::QueryApi::new(Arc::clone(&store))
                 .with_lifecycle(Arc::clone(&registry), config.orphan_threshold)
-                .router();
+                .router()
+                // The UI is the only fallback; `/api/{*rest}` stays the query API's 404.
+                .merge(clew_ui::router());
             let stop = until_stopped();
             tasks.spawn(async move {
                 if let Err(error) = axum::serve(http, router).with_graceful_shutdown(stop).await {
