@@ -5,7 +5,6 @@ mod support;
 use std::sync::Arc;
 
 use clew_model::{KeyValue, Resource, Span, SpanId, SpanKind, TraceId};
-use prost::Message;
 use support::Clew;
 
 fn now_nanos() -> u64 {
@@ -41,23 +40,6 @@ fn span(
         scope: Default::default(),
         flags: 1,
     }
-}
-
-fn send(clew: &Clew, spans: &[Span]) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .post(format!("http://{}/v1/traces", clew.otlp_http))
-            .header("content-type", "application/x-protobuf")
-            .body(clew_otlp::to_request(spans).encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
-    });
 }
 
 fn stdout(output: &std::process::Output) -> String {
@@ -99,7 +81,7 @@ fn search_and_services_read_what_was_sent() {
         SpanKind::Internal,
         2,
     );
-    send(&clew, &[slow_root, slow_child, fast_root]);
+    assert_eq!(clew.send_spans(&[slow_root, slow_child, fast_root]), 200);
 
     let services = stdout(&clew.cli(&["services"]));
     assert!(

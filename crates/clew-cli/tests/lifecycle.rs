@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clew_model::{Resource, Span, SpanId, SpanKind, Status, StatusCode, TraceId};
-use prost::Message;
 use support::{Clew, RedisServer, eventually, get_json};
 
 fn now_nanos() -> u64 {
@@ -46,24 +45,6 @@ fn span(trace_id: TraceId, parent: Option<SpanId>, name: &str, error: bool) -> S
     }
 }
 
-fn send(clew: &Clew, spans: &[Span]) -> u16 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://{}/v1/traces", clew.otlp_http))
-            .header("content-type", "application/x-protobuf")
-            .body(clew_otlp::to_request(spans).encode_to_vec())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    })
-}
-
 fn lifecycle(clew: &Clew, id: TraceId) -> serde_json::Value {
     get_json(&clew.api(&format!("/api/clew/traces/{id}"))).1["lifecycle"].clone()
 }
@@ -93,7 +74,7 @@ fn three_traces(clew: &Clew) -> (TraceId, TraceId, TraceId) {
         failed_root,
         span(abandoned, Some(never_sent_root), "execute_intercept", false),
     ];
-    assert_eq!(send(clew, &spans), 200);
+    assert_eq!(clew.send_spans(&spans), 200);
     (done, failed, abandoned)
 }
 
@@ -209,7 +190,7 @@ fn redis_registry_keeps_the_seed_keyspace_and_survives_a_redis_restart() {
     let during_outage = TraceId::generate();
     let root = span(during_outage, None, "calculate_intercept_commands", false);
     assert_eq!(
-        send(&clew, &[root]),
+        clew.send_spans(&[root]),
         200,
         "ingestion does not depend on Redis"
     );

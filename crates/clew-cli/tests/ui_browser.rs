@@ -21,7 +21,6 @@ use std::time::Duration;
 use clew_model::{
     Event, KeyValue, Link, Resource, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
 };
-use prost::Message;
 use support::{Clew, eventually, get_json, repo_root};
 
 const MS: u64 = 1_000_000;
@@ -668,26 +667,6 @@ fn big_trace(t0: u64) -> (TraceBuilder, SpanId) {
     (b, last)
 }
 
-fn send(clew: &Clew, spans: &[Span]) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        for batch in spans.chunks(10_000) {
-            let response = client
-                .post(format!("http://{}/v1/traces", clew.otlp_http))
-                .header("content-type", "application/x-protobuf")
-                .body(clew_otlp::to_request(batch).encode_to_vec())
-                .send()
-                .await
-                .unwrap();
-            assert!(response.status().is_success(), "{}", response.status());
-        }
-    });
-}
-
 fn cli_text(clew: &Clew, args: &[&str]) -> String {
     let output = clew.cli(args);
     assert!(
@@ -713,10 +692,10 @@ fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
     let (intercept, death_striker) = intercept(now - 10_000 * MS, (lock.trace_id, lock_consumer));
     let (big, big_last) = big_trace(now - 30_000 * MS);
     let orphaned = orphans(now - 15_000 * MS);
-    send(&clew, &orphaned.spans);
-    send(&clew, &lock.spans);
-    send(&clew, &intercept.spans);
-    send(&clew, &big.spans);
+    assert_eq!(clew.send_spans(&orphaned.spans), 200);
+    assert_eq!(clew.send_spans(&lock.spans), 200);
+    assert_eq!(clew.send_spans(&intercept.spans), 200);
+    assert_eq!(clew.send_spans(&big.spans), 200);
 
     let search = clew.api("/api/clew/search?limit=10");
     eventually(Duration::from_secs(30), || {

@@ -125,6 +125,32 @@ impl Clew {
         self.child.try_wait().expect("polling clew").is_none()
     }
 
+    /// Sends spans over OTLP/HTTP protobuf, at most 10 000 per request; returns the
+    /// status of the first request that was not a success, or 200.
+    pub fn send_spans(&self, spans: &[clew_model::Span]) -> u16 {
+        use prost::Message;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = reqwest::Client::new();
+            for batch in spans.chunks(10_000) {
+                let response = client
+                    .post(format!("http://{}/v1/traces", self.otlp_http))
+                    .header("content-type", "application/x-protobuf")
+                    .body(clew_otlp::to_request(batch).encode_to_vec())
+                    .send()
+                    .await
+                    .expect("POST /v1/traces");
+                if !response.status().is_success() {
+                    return response.status().as_u16();
+                }
+            }
+            200
+        })
+    }
+
     /// Runs a `clew` verb against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(clew_binary())
