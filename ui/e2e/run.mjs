@@ -82,6 +82,11 @@ async function step(name, body) {
 const I = fx.intercept;
 const L = fx.lock;
 const B = fx.big;
+const R = fx.rejected;
+const O = fx.orphans;
+
+/** The lifecycle badge's kind on a search result, or null when it has none. */
+const resultState = (id) => page.locator(`.result[data-trace-id="${id}"] .lc-badge`).getAttribute("data-state", { timeout: 2_000 }).catch(() => null);
 
 try {
   await step("search finds both drone traces", async () => {
@@ -249,9 +254,11 @@ try {
     await page.waitForFunction((id) => document.querySelector(".result")?.dataset.traceId === id, I.traceId, WAIT);
     check((await page.inputValue("select[name=service]")) === "ares", "service filter restored from the URL");
     await page.goto(`${base}/trace/${I.traceId}/replay?at=3`);
-    await page.waitForSelector("text=not available yet", WAIT);
-    await page.goto(`${base}/diff/${I.traceId}/${L.traceId}`);
-    await page.waitForSelector("text=not available yet", WAIT);
+    await page.waitForSelector('.stepper-pos[data-at="3"]', WAIT);
+    await page.waitForSelector('.snapshot[data-index="3"]', WAIT);
+    await page.waitForSelector('.event-list li.current[data-index="3"]', WAIT);
+    await page.goto(`${base}/diff/${L.traceId}/${R.traceId}`);
+    await page.waitForSelector(".edit", WAIT);
     await page.goto(`${base}/trace/ffffffffffffffffffffffffffffffff`);
     await page.waitForSelector("text=Trace not found", WAIT);
   });
@@ -306,6 +313,125 @@ try {
     await screenshot("map");
     await page.click('.map-node[data-name="ares"]');
     await page.waitForURL(/\/search\?service=ares/, WAIT);
+  });
+
+
+  await step("time travel: stepping changes the snapshot, and the first fault is reached", async () => {
+    await page.goto(`${base}/trace/${I.traceId}`);
+    await page.click(".toolbar a:text('Replay')");
+    await page.waitForURL(`**/trace/${I.traceId}/replay`, WAIT);
+    await page.waitForSelector('.snapshot[data-index="0"]', WAIT);
+    const snapshotText = () => page.locator(".snapshot").innerText();
+    const first = await snapshotText();
+    await page.click("button[name=next]");
+    await page.waitForURL(/at=1$/, WAIT);
+    await page.waitForSelector('.snapshot[data-index="1"]', WAIT);
+    check((await snapshotText()) !== first, "the snapshot after event 1 is not the one after event 0");
+    await page.keyboard.press("ArrowRight");
+    await page.waitForURL(/at=2$/, WAIT);
+    await page.waitForSelector('.snapshot[data-index="2"]', WAIT);
+    await page.waitForSelector('.event-list li.current[data-index="2"]', WAIT);
+    await page.keyboard.press("ArrowLeft");
+    await page.waitForURL(/at=1$/, WAIT);
+    // Orlan's consumer fails as its process exits: the only fault of the trace.
+    const button = page.locator("button[name=first-fault]");
+    check(!(await button.isDisabled()), "the intercept trace has a first fault");
+    await button.click();
+    await page.waitForURL(/at=\d+$/, WAIT);
+    const at = url().searchParams.get("at");
+    check(at !== "1", "the jump moved");
+    await page.waitForSelector(`.snapshot[data-index="${at}"]`, WAIT);
+    await page.waitForSelector(`.event-list li.current.fault[data-index="${at}"]`, WAIT);
+    const lastError = await page.locator(".snapshot .last-error").innerText();
+    check(lastError.includes("orlan"), `the last fault is orlan's: ${lastError}`);
+    check((await count('.snap-services tr[data-service="orlan"][data-status="exited"]')) === 1, "orlan's process has exited");
+    await screenshot("replay");
+    // Before the fault there is none.
+    await page.keyboard.press("ArrowLeft");
+    await page.waitForSelector(`.snapshot[data-index="${Number(at) - 1}"]`, WAIT);
+    check((await count(".snapshot .last-error")) === 0, "no fault before the first one");
+  });
+
+  await step("the diff view shows the changed span between two runs", async () => {
+    // Picking the second trace from a search that remembers the first.
+    await page.goto(`${base}/trace/${L.traceId}`);
+    await page.click(".compare a");
+    await page.waitForURL(`**/search?compare=${L.traceId}`, WAIT);
+    await page.waitForSelector(`.result[data-trace-id="${R.traceId}"] .diff-link`, WAIT);
+    check((await count(`.result[data-trace-id="${L.traceId}"] .diff-link`)) === 0, "no diff of a trace with itself");
+    await page.click(`.result[data-trace-id="${R.traceId}"] .diff-link`);
+    await page.waitForURL(`**/diff/${L.traceId}/${R.traceId}`, WAIT);
+    await page.waitForSelector(".edit", WAIT);
+    const edits = await page.$$eval(".edit", (els) => els.map((e) => `${e.dataset.op} ${e.dataset.path} ${e.innerText}`));
+    check(
+      edits.some((e) => e.startsWith("changed ") && e.includes("drone-cmd/consume_striker_control_channel") && e.includes("status")),
+      `no changed status on drone-cmd's consumer in ${JSON.stringify(edits)}`,
+    );
+    const slower = await page.$$eval(".durations tr[data-path]", (els) => els.map((e) => e.dataset.path));
+    check(slower.some((p) => p.includes("striker/consume_striker_control_channel")), `durations ${JSON.stringify(slower)} lack striker's consumer`);
+    check((await count(".divergence")) === 1, "the first divergence is named");
+    await screenshot("diff");
+    // The same from the trace page's box, by id.
+    await page.goto(`${base}/trace/${R.traceId}`);
+    await page.fill("input[name=compare]", L.traceId);
+    await page.press("input[name=compare]", "Enter");
+    await page.waitForURL(`**/diff/${R.traceId}/${L.traceId}`, WAIT);
+    await page.waitForSelector('.edit[data-op="changed"]', WAIT);
+  });
+
+  await step("lifecycle badges on search results and the trace header", async () => {
+    // The server completes a trace a quiet period after its root ends; by now every
+    // trace with a root has had it. The crashed publisher's trace has no root: active.
+    const want = { [I.traceId]: "errored", [L.traceId]: "completed", [B.traceId]: "completed", [R.traceId]: "errored", [O.traceId]: "active" };
+    let got = {};
+    for (let attempt = 0; attempt < 30; attempt++) {
+      await page.goto(`${base}/search`);
+      await page.waitForSelector(".result", WAIT);
+      got = {};
+      for (const id of Object.keys(want)) got[id] = await resultState(id);
+      if (Object.keys(want).every((id) => got[id] === want[id])) break;
+      await page.waitForTimeout(1_000);
+    }
+    check(Object.keys(want).every((id) => got[id] === want[id]), `lifecycle badges ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+    await page.goto(`${base}/trace/${R.traceId}`);
+    await page.waitForSelector(".trace-head .lc-badge", WAIT);
+    check((await page.locator(".trace-head .lc-badge").innerText()) === "ERRORED", "the rejected lock's header says ERRORED");
+  });
+
+  await step("a sweep orphans the crashed publisher's trace; the filter and /lifecycle find it", async () => {
+    await page.goto(`${base}/lifecycle`);
+    await page.waitForSelector(`[data-list="active"] tr[data-trace-id="${O.traceId}"]`, WAIT);
+    check((await count('[data-list="active"] tbody tr')) === 1, "only the rootless trace is active");
+    const report = await page.evaluate(() => fetch("/api/clew/lifecycle/sweep?threshold=0s", { method: "POST" }).then((r) => r.json()));
+    check(JSON.stringify(report).includes(O.traceId), `the sweep did not orphan ${O.traceId}: ${JSON.stringify(report)}`);
+
+    await page.goto(`${base}/search`);
+    await page.selectOption("select[name=state]", "orphaned");
+    await page.click("form.search-form button[type=submit]");
+    await page.waitForURL(/state=orphaned/, WAIT);
+    await page.waitForFunction(
+      (id) => {
+        const r = [...document.querySelectorAll(".result")];
+        return r.length === 1 && r[0].dataset.traceId === id;
+      },
+      O.traceId,
+      WAIT,
+    );
+    check((await resultState(O.traceId)) === "orphaned", "the result's badge says orphaned");
+    await page.goto(`${base}/search?state=completed`);
+    await page.waitForSelector(".result", WAIT);
+    const completed = await page.$$eval(".result", (els) => els.map((e) => e.dataset.traceId).sort());
+    check(JSON.stringify(completed) === JSON.stringify([L.traceId, B.traceId].sort()), `state=completed found ${completed}`);
+
+    await page.click("text=Lifecycle");
+    await page.waitForURL("**/lifecycle", WAIT);
+    await page.waitForSelector(`[data-list="orphans"] tr[data-trace-id="${O.traceId}"]`, WAIT);
+    check((await count('[data-list="active"] tbody tr')) === 0, "nothing is active after the sweep");
+    await screenshot("lifecycle");
+    await page.click(`[data-list="orphans"] tr[data-trace-id="${O.traceId}"] a`);
+    await page.waitForURL(`**/trace/${O.traceId}`, WAIT);
+    await page.waitForSelector('.trace-head .lc-badge[data-state="orphaned"]', WAIT);
+    check((await page.locator(".lc-reason").innerText()).startsWith("Lifecycle: "), "the header says why");
   });
 
   check(problems.length === 0, `the page reported problems:\n  ${problems.join("\n  ")}`);

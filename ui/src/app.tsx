@@ -1,6 +1,8 @@
 import { useState } from "preact/hooks";
-import { DiffPage, ReplayPage } from "./later/replay";
+import { DiffPage } from "./pages/diff";
+import { LifecyclePage } from "./pages/lifecycle";
 import { MapPage } from "./pages/map";
+import { ReplayPage } from "./pages/replay";
 import { SearchPage } from "./pages/search";
 import { TracePage } from "./pages/trace";
 import { Link, navigate, parseRoute, useLocation } from "./router";
@@ -21,6 +23,9 @@ export function App() {
           <Link href="/map" class={route.page === "map" ? "active" : ""}>
             Service map
           </Link>
+          <Link href="/lifecycle" class={route.page === "lifecycle" ? "active" : ""}>
+            Lifecycle
+          </Link>
         </nav>
         <GoToTrace />
       </header>
@@ -28,7 +33,8 @@ export function App() {
         {route.page === "search" && <SearchPage query={route.query} />}
         {route.page === "trace" && <TracePage key={route.traceId} traceId={route.traceId} query={route.query} />}
         {route.page === "map" && <MapPage query={route.query} />}
-        {route.page === "replay" && <ReplayPage traceId={route.traceId} />}
+        {route.page === "lifecycle" && <LifecyclePage />}
+        {route.page === "replay" && <ReplayPage key={route.traceId} traceId={route.traceId} query={route.query} />}
         {route.page === "diff" && <DiffPage a={route.a} b={route.b} />}
         {route.page === "not-found" && (
           <div class="notice">

@@ -57,6 +57,20 @@ export interface Trace {
   /** Unix nanoseconds that every relative time counts from (the earliest recorded start). */
   base: bigint;
   spans: Span[];
+  /** The lifecycle registry's record, when the API sent one. */
+  lifecycle?: Lifecycle | null;
+}
+
+/** The lifecycle registry's record of a trace (clew_registry::TraceRecord). */
+export interface Lifecycle {
+  id: string;
+  state: "RECEIVED" | "IN_PROGRESS" | "COMPLETED" | "ERRORED";
+  created_at_ms: number;
+  finished_at_ms: number | null;
+  /** Set only when the watchdog gave up on the trace (it is then also ERRORED). */
+  orphaned_at_ms: number | null;
+  error: string | null;
+  metadata: Record<string, string>;
 }
 
 export const KIND_LABEL: Record<Kind, string> = {

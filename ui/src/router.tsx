@@ -9,7 +9,7 @@ export type Route =
   | { page: "search"; query: URLSearchParams }
   | { page: "trace"; traceId: string; query: URLSearchParams }
   | { page: "map"; query: URLSearchParams }
-  // Reserved for the replay API (issue 7, point 5); see src/later/.
+  | { page: "lifecycle" }
   | { page: "replay"; traceId: string; query: URLSearchParams }
   | { page: "diff"; a: string; b: string; query: URLSearchParams }
   | { page: "not-found"; path: string };
@@ -22,6 +22,7 @@ export function parseRoute(pathname: string, search: string): Route {
   if (head === "trace" && a && parts.length === 2) return { page: "trace", traceId: a, query };
   if (head === "trace" && a && b === "replay" && parts.length === 3) return { page: "replay", traceId: a, query };
   if (head === "map" && parts.length === 1) return { page: "map", query };
+  if (head === "lifecycle" && parts.length === 1) return { page: "lifecycle" };
   if (head === "diff" && a && b && c === undefined) return { page: "diff", a, b, query };
   return { page: "not-found", path: pathname };
 }

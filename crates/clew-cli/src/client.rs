@@ -51,7 +51,7 @@ impl Api {
     }
 
     /// GETs a native API path; `Ok(None)` on 404 so callers can say what was not found.
-    async fn get<T: DeserializeOwned>(
+    pub(crate) async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],

@@ -11,6 +11,7 @@ mod bench;
 mod client;
 mod demo;
 mod render;
+mod replay;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,8 @@ enum Command {
     /// Load generators that measure a running system.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Time travel through a trace: step, snapshot, first fault, diff, signature, verify, bundle.
+    Replay(replay::ReplayCommand),
 }
 
 #[derive(Args)]
@@ -207,6 +210,7 @@ fn run(cli: Cli) -> Result<()> {
                     Command::Traces(command) => client::traces(&api, command).await,
                     Command::Registry(command) => client::registry(&api, command).await,
                     Command::Bench(bench) => bench::run(bench).await,
+                    Command::Replay(command) => replay::run(&api, command).await,
                     Command::Agent(command) => agent::run(command).await,
                     Command::Demo(args) => demo::run(args, http_addr).await,
                     Command::Serve(_) => unreachable!("handled above"),

@@ -1,8 +1,10 @@
 //! The web UI in a real browser: `clew serve` loaded over OTLP/HTTP with the seed's two
 //! drone traces, the remains of a trace whose publisher crashed, and a 50,000-span
-//! trace, then `ui/e2e/run.mjs` drives Debian's Chromium
-//! through playwright-core against it (search, trace view, fan-out, collapse, the text
-//! tree against `clew trace show`, the 50k trace, the service map, deep links).
+//! trace (plus a rejected rerun of the lock request to diff against), then
+//! `ui/e2e/run.mjs` drives Debian's Chromium through playwright-core against it (search,
+//! trace view, fan-out, collapse, the text tree against `clew trace show`, the 50k
+//! trace, the service map, deep links, lifecycle badges and the orphan sweep, time
+//! travel and the diff).
 //!
 //! Needs `node`, `ui/node_modules` and `/usr/bin/chromium`; `./scripts/test` installs
 //! them. Screenshots go to `target/ui-screenshots/`, or to `docs/screenshots/` with
@@ -96,6 +98,13 @@ impl TraceBuilder {
         self.spans.last_mut().expect("a span was added")
     }
 
+    fn span_mut(&mut self, span: SpanId) -> &mut Span {
+        self.spans
+            .iter_mut()
+            .find(|s| s.span_id == span)
+            .expect("a known span")
+    }
+
     fn event(&mut self, span: SpanId, at: u64, name: &str, attributes: &[(&str, &str)]) {
         let t0 = self.t0;
         let span = self
@@ -143,9 +152,18 @@ fn message(
 /// The seed's lock request: fpv-ops publishes, the sidecar observes and forwards,
 /// striker and drone-cmd consume in parallel and record events. Returns the trace and
 /// drone-cmd's consumer span (the intercept trace links to it).
-fn lock_request(t0: u64) -> (TraceBuilder, SpanId) {
+///
+/// `rejected` makes the second run the diff view compares with the first: another team,
+/// striker takes twice as long, and drone-cmd's consumer fails.
+fn lock_request(t0: u64, rejected: bool) -> (TraceBuilder, SpanId) {
     use SpanKind::*;
     let mut b = TraceBuilder::new(t0);
+    let team = if rejected {
+        "fpv-ops-bravo"
+    } else {
+        "fpv-ops-alpha"
+    };
+    let striker_end = if rejected { 8_000 * US } else { 4_000 * US };
     let ch = "striker_control_channel";
     let publish = message(
         &mut b,
@@ -155,7 +173,7 @@ fn lock_request(t0: u64) -> (TraceBuilder, SpanId) {
         Producer,
         (0, 800 * US),
         ch,
-        &[("ops_team", "fpv-ops-alpha")],
+        &[("ops_team", team)],
     );
     let observe = message(
         &mut b,
@@ -183,7 +201,7 @@ fn lock_request(t0: u64) -> (TraceBuilder, SpanId) {
         "striker",
         "consume_striker_control_channel",
         Consumer,
-        (1_050 * US, 4_000 * US),
+        (1_050 * US, striker_end),
         ch,
         &[],
     );
@@ -194,7 +212,7 @@ fn lock_request(t0: u64) -> (TraceBuilder, SpanId) {
         &[
             ("interceptor", "striker"),
             ("target", "orlan"),
-            ("ops_team", "fpv-ops-alpha"),
+            ("ops_team", team),
         ],
     );
     let drone_cmd = message(
@@ -217,6 +235,12 @@ fn lock_request(t0: u64) -> (TraceBuilder, SpanId) {
             ("target", "orlan"),
         ],
     );
+    if rejected {
+        b.span_mut(drone_cmd).status = Status {
+            code: StatusCode::Error,
+            message: "lock rejected: target lost".to_string(),
+        };
+    }
     (b, drone_cmd)
 }
 
@@ -502,11 +526,17 @@ fn intercept(t0: u64, lock: (TraceId, SpanId)) -> (TraceBuilder, SpanId) {
             knell,
             &[("recipient", recipient)],
         );
+        // `process.exit.code` is how clew-replay recognises a process exit: the replay
+        // shows both drones' processes gone, and orlan's as the fault (its span fails).
         b.event(
             victim,
             ms(747.9 + off),
             "drone_destroyed",
-            &[("alive", "false"), ("exit_code", "666")],
+            &[
+                ("alive", "false"),
+                ("exit_code", "666"),
+                ("process.exit.code", "666"),
+            ],
         );
         if recipient == "orlan" {
             b.last().status = Status {
@@ -683,12 +713,13 @@ fn cli_text(clew: &Clew, args: &[&str]) -> String {
         .collect()
 }
 
-/// Starts clew, loads the four traces, and writes what the browser test needs to know
+/// Starts clew, loads the five traces, and writes what the browser test needs to know
 /// about them to `fixtures.json` in `dir`.
 fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
     let clew = Clew::start(&dir.join("data"));
     let now = now_nanos();
-    let (lock, lock_consumer) = lock_request(now - 20_000 * MS);
+    let (lock, lock_consumer) = lock_request(now - 20_000 * MS, false);
+    let (rejected, _) = lock_request(now - 25_000 * MS, true);
     let (intercept, death_striker) = intercept(now - 10_000 * MS, (lock.trace_id, lock_consumer));
     let (big, big_last) = big_trace(now - 30_000 * MS);
     let orphaned = orphans(now - 15_000 * MS);
@@ -696,13 +727,14 @@ fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
     assert_eq!(clew.send_spans(&lock.spans), 200);
     assert_eq!(clew.send_spans(&intercept.spans), 200);
     assert_eq!(clew.send_spans(&big.spans), 200);
+    assert_eq!(clew.send_spans(&rejected.spans), 200);
 
     let search = clew.api("/api/clew/search?limit=10");
     eventually(Duration::from_secs(30), || {
         let (status, body) = get_json(&search);
-        (status == 200 && body["traces"].as_array().is_some_and(|t| t.len() == 4)).then_some(())
+        (status == 200 && body["traces"].as_array().is_some_and(|t| t.len() == 5)).then_some(())
     })
-    .expect("the four traces are searchable");
+    .expect("the five traces are searchable");
 
     let find = |b: &TraceBuilder, name: &str| -> String {
         b.spans
@@ -718,6 +750,9 @@ fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
             "traceId": lock.trace_id.to_string(),
             "spans": lock.spans.len(),
             "droneCmdConsumer": lock_consumer.to_string(),
+        },
+        "rejected": {
+            "traceId": rejected.trace_id.to_string(),
         },
         "intercept": {
             "traceId": intercept_id,

@@ -29,6 +29,7 @@ use clew_store::SpanStore;
 mod lifecycle;
 pub mod native;
 mod params;
+mod replay;
 mod search;
 mod v1;
 mod v1_model;
@@ -89,6 +90,22 @@ impl QueryApi {
             .route("/api/clew/search", get(native::search))
             .route("/api/clew/services", get(native::services))
             .route("/api/clew/dependencies", get(native::dependencies))
+            .route("/api/clew/replay/diff", get(replay::diff))
+            .route("/api/clew/replay/{trace_id}", get(replay::timeline))
+            .route(
+                "/api/clew/replay/{trace_id}/timeline",
+                get(replay::timeline),
+            )
+            .route(
+                "/api/clew/replay/{trace_id}/snapshot",
+                get(replay::snapshot),
+            )
+            .route(
+                "/api/clew/replay/{trace_id}/signature",
+                get(replay::signature),
+            )
+            .route("/api/clew/replay/{trace_id}/select", get(replay::select))
+            .route("/api/clew/replay/{trace_id}/bundle", get(replay::bundle))
             .route("/api/clew/lifecycle/active", get(lifecycle::active))
             .route("/api/clew/lifecycle/orphans", get(lifecycle::orphans))
             .route(

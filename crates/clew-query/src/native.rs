@@ -10,6 +10,14 @@
 //! | `GET /api/clew/lifecycle/active?limit=&after=` | `{"traces":[{"id","created_at_ms"}…],"next"}`, oldest first |
 //! | `GET /api/clew/lifecycle/orphans?limit=` | `{"traces":[TraceRecord…]}`, newest first |
 //! | `POST /api/clew/lifecycle/sweep?threshold=` | the sweep's report (`orphaned`, `expired`, …) |
+//! | `GET /api/clew/replay/{id}?offset=&limit=` (also `…/{id}/timeline`) | `TimelinePage`: `{"summary","offset","events":[TimelineEvent…]}`, 500 events unless `limit` says (at most 10 000) |
+//! | `GET /api/clew/replay/{id}/snapshot?at=N` | `Snapshot` just after event N; 400 past the end |
+//! | `GET /api/clew/replay/{id}/snapshot?at=first_fault` | `FirstFault` (`fault`, `snapshot`, `span_path`, `causal_chain`); 404 when the trace has no fault |
+//! | `GET /api/clew/replay/{id}/snapshot?at=latest` | `Snapshot` after the last event (also without `at`) |
+//! | `GET /api/clew/replay/{id}/signature` | `{"trace_id","trace_signature","timeline_signature","summary"}` |
+//! | `GET /api/clew/replay/diff?a=&b=` | `TraceDiff` of `b` (actual) against `a` (expected) |
+//! | `GET /api/clew/replay/{id}/select?q=&at=` | `{"selector","at","spans":[SpanRef…]}`: matching spans (open just after event `at`, when given); 400 with the selector error |
+//! | `GET /api/clew/replay/{id}/bundle?workflow=fault\|etl&param=k=v…` | the investigation `Bundle`, completeness from the lifecycle registry |
 //!
 //! With a lifecycle registry, `traces/{id}` also answers `"lifecycle"` (the registry's
 //! `TraceRecord`: `state`, `created_at_ms`, `finished_at_ms`, `orphaned_at_ms`, `error`,
@@ -30,6 +38,9 @@
 //!
 //! Dependencies cover spans that started between `start` and `end` (same syntax;
 //! default the last 24 hours), with PRODUCER→CONSUMER edges kept per channel.
+//!
+//! The replay types are `clew_replay`'s (`TimelinePage`, `Snapshot`, `FirstFault`,
+//! `TraceDiff`, `SpanRef`, `bundle::Bundle`) as serde writes them.
 //!
 //! Errors are `{"error":"message"}` with status 400 (a bad parameter, named in the
 //! message), 404 (no such trace, or no such endpoint) or 500 (the store failed).

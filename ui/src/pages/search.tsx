@@ -3,8 +3,19 @@
 // lives in the URL, so a search can be shared and reloaded; the URL is the state.
 
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { ApiError, type SearchParams, type ServiceInfo, type TraceSummary, fetchServices, nowNanos, searchTraces } from "../api";
+import {
+  ApiError,
+  LIFECYCLE_STATES,
+  type LifecycleState,
+  type SearchParams,
+  type ServiceInfo,
+  type TraceSummary,
+  fetchServices,
+  nowNanos,
+  searchTraces,
+} from "../api";
 import { ERROR_COLOR, serviceColor } from "../colors";
+import { LifecycleBadge } from "../components/lifecycle";
 import { formatAgo, formatDuration, formatLocalTime, parseDurationText } from "../format";
 import { Link, navigate, withQuery } from "../router";
 
@@ -43,7 +54,17 @@ interface Form {
   end: string;
   limit: string;
   sort: SortKey;
+  /** A lifecycle state, or "" for any. */
+  state: string;
 }
+
+const STATE_LABELS: Record<LifecycleState, string> = {
+  active: "Active (not finished)",
+  in_progress: "In progress",
+  completed: "Completed",
+  errored: "Errored",
+  orphaned: "Orphaned",
+};
 
 /** `k=v k2="a b"` into `["k=v", "k2=a b"]`. */
 export function parseAttrs(text: string): string[] {
@@ -81,10 +102,11 @@ function formFromQuery(q: URLSearchParams): Form {
     end: q.get("end") ? localInput(Date.parse(q.get("end")!)) : "",
     limit: q.get("limit") ?? String(DEFAULT_LIMIT),
     sort: sort in SORTS ? (sort as SortKey) : "newest",
+    state: q.get("state") ?? "",
   };
 }
 
-function urlFromForm(f: Form): string {
+function urlFromForm(f: Form, compare: string | null): string {
   const custom = f.lookback === "custom";
   const iso = (local: string) => (local ? new Date(local).toISOString() : undefined);
   return withQuery("/search", {
@@ -98,6 +120,8 @@ function urlFromForm(f: Form): string {
     end: custom ? iso(f.end) : undefined,
     limit: f.limit === String(DEFAULT_LIMIT) ? undefined : f.limit,
     sort: f.sort === "newest" ? undefined : f.sort,
+    state: f.state,
+    compare,
   });
 }
 
@@ -123,6 +147,8 @@ function paramsFromQuery(q: URLSearchParams): SearchParams {
     p.end = String(now);
     p.start = String(now - BigInt(lookback[2]) * 1_000_000_000n);
   }
+  const state = q.get("state");
+  if (state && (LIFECYCLE_STATES as string[]).includes(state)) p.state = state as LifecycleState;
   const limit = Number(q.get("limit") ?? DEFAULT_LIMIT);
   p.limit = Number.isFinite(limit) && limit > 0 ? Math.floor(limit) : DEFAULT_LIMIT;
   return p;
@@ -160,6 +186,8 @@ export function SearchPage(props: { query: URLSearchParams }) {
   }, [queryKey, generation]);
 
   const form = useMemo(() => formFromQuery(new URLSearchParams(queryKey)), [queryKey]);
+  // A trace waiting for a second one to diff against (the trace page's "or search…").
+  const compare = props.query.get("compare");
   const sort = form.sort;
   const sorted = useMemo(
     () => (results.state === "done" ? [...results.traces].sort(SORTS[sort][1]) : []),
@@ -174,7 +202,7 @@ export function SearchPage(props: { query: URLSearchParams }) {
         services={services}
         servicesError={servicesError}
         onSubmit={(f) => {
-          const url = urlFromForm(f);
+          const url = urlFromForm(f, compare);
           if (url === location.pathname + location.search) setGeneration((g) => g + 1);
           else navigate(url);
         }}
@@ -185,6 +213,11 @@ export function SearchPage(props: { query: URLSearchParams }) {
         {results.state === "done" && (
           <>
             <Scatter traces={results.traces} />
+            {compare && (
+              <p class="compare-note">
+                Pick a trace to compare with <code>{compare}</code>: each result has a "diff" link.
+              </p>
+            )}
             <div class="results-head">
               <h2>
                 {results.traces.length} {results.traces.length === 1 ? "trace" : "traces"}
@@ -210,7 +243,7 @@ export function SearchPage(props: { query: URLSearchParams }) {
             {results.traces.length === 0 ? (
               <p class="muted">No traces match. Widen the time range or remove a filter.</p>
             ) : (
-              <ResultList traces={sorted} />
+              <ResultList traces={sorted} compare={compare} />
             )}
           </>
         )}
@@ -320,8 +353,16 @@ function SearchForm(props: {
           </label>
         </div>
       )}
-      {/* LIFECYCLE_SLOT: the lifecycle state filter (active / completed / errored /
-          orphaned) goes here once the registry API can answer it; see src/later/. */}
+      <label>
+        Lifecycle
+        <select name="state" value={f.state} onChange={input("state")}>
+          <option value="">Any state</option>
+          {LIFECYCLE_STATES.map((s) => (
+            <option value={s}>{STATE_LABELS[s]}</option>
+          ))}
+        </select>
+        <span class="hint">the registry's view: orphaned = abandoned by a crashed worker</span>
+      </label>
       <label>
         Limit
         <input name="limit" type="number" min="1" max="1000" value={f.limit} onInput={input("limit")} />
@@ -333,7 +374,7 @@ function SearchForm(props: {
   );
 }
 
-function ResultList(props: { traces: TraceSummary[] }) {
+function ResultList(props: { traces: TraceSummary[]; compare: string | null }) {
   const longest = Math.max(1, ...props.traces.map((t) => t.durationNanos));
   const now = Date.now();
   return (
@@ -345,6 +386,7 @@ function ResultList(props: { traces: TraceSummary[] }) {
             <span class="result-title">
               {t.rootService}: {t.rootOperation}
             </span>
+            <LifecycleBadge lifecycle={t.lifecycle} />
             <span class="trace-id">{t.traceId}</span>
             <span class="result-duration">{formatDuration(t.durationNanos)}</span>
           </Link>
@@ -363,6 +405,11 @@ function ResultList(props: { traces: TraceSummary[] }) {
               <span class="muted">no errors</span>
             )}
             {t.orphanCount > 0 && <span class="warn">{t.orphanCount} orphaned</span>}
+            {props.compare && props.compare !== t.traceId && (
+              <Link href={`/diff/${props.compare}/${t.traceId}`} class="diff-link">
+                diff with {props.compare.slice(0, 8)}…
+              </Link>
+            )}
             <span title={new Date(t.startMillis).toISOString()}>
               {formatLocalTime(t.startMillis, now)} · {formatAgo(t.startMillis, now)}
             </span>

@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, fetchTrace } from "../api";
 import { serviceColor, textColor } from "../colors";
+import { LifecycleBadge, lifecycleTitle } from "../components/lifecycle";
 import { SpanDetail } from "../components/spanDetail";
 import { type ScrollRequest, VirtualList } from "../components/virtualList";
 import { Waterfall } from "../components/waterfall";
@@ -153,6 +154,7 @@ function TraceView(props: { trace: Trace; query: URLSearchParams }) {
           ) : (
             "Trace without a root span"
           )}
+          <LifecycleBadge lifecycle={trace.lifecycle} />
           <span class="trace-id mono">{trace.traceId}</span>
         </h1>
         <div class="trace-facts">
@@ -179,6 +181,11 @@ function TraceView(props: { trace: Trace; query: URLSearchParams }) {
             </span>
           ))}
         </div>
+        {trace.lifecycle?.error && (
+          <p class="lc-reason small" title={lifecycleTitle(trace.lifecycle)}>
+            Lifecycle: {trace.lifecycle.error}
+          </p>
+        )}
         {tree.warnings.map((w) => (
           <p class="warn small">Warning: {w}</p>
         ))}
@@ -215,8 +222,12 @@ function TraceView(props: { trace: Trace; query: URLSearchParams }) {
         <span class="skew-summary" data-skew={skew} data-adjusted={summary === "" ? "no" : "yes"}>
           {skew === "off" ? "times as recorded" : summary === "" ? "no clock skew detected" : `adjusted: ${summary}`}
         </span>
-        {/* TRACE_PAGE_EXTRAS: "Replay" (/trace/{id}/replay) and lifecycle badges join the
-            toolbar when their APIs land; see src/later/. */}
+        <span class="toolbar-extras">
+          <Link href={`/trace/${trace.traceId}/replay`} class="button" title="Step through the trace's causal timeline">
+            Replay
+          </Link>
+          <CompareWith traceId={trace.traceId} />
+        </span>
       </div>
 
       <div class="trace-body">
@@ -239,6 +250,34 @@ function TraceView(props: { trace: Trace; query: URLSearchParams }) {
         )}
       </div>
     </div>
+  );
+}
+
+/** A second trace for the diff: typed or pasted here, or picked from a search that
+ *  remembers this one (`/search?compare=…`). */
+function CompareWith(props: { traceId: string }) {
+  const [other, setOther] = useState("");
+  return (
+    <form
+      class="compare"
+      onSubmit={(e) => {
+        e.preventDefault();
+        const id = other.trim().replace(/-/g, "").toLowerCase();
+        if (id) navigate(`/diff/${props.traceId}/${encodeURIComponent(id)}`);
+      }}
+    >
+      <input
+        name="compare"
+        aria-label="Compare with trace id"
+        placeholder="Compare with trace id…"
+        value={other}
+        onInput={(e) => setOther((e.target as HTMLInputElement).value)}
+        spellcheck={false}
+      />
+      <Link href={`/search?compare=${props.traceId}`} title="Pick the other trace from a search">
+        or search…
+      </Link>
+    </form>
   );
 }
 
