@@ -84,6 +84,23 @@ const L = fx.lock;
 const B = fx.big;
 const R = fx.rejected;
 const O = fx.orphans;
+// The real demo's traces, from `clew demo --once` run twice into the same store: once
+// healthy, once with ares down.
+const D = fx.demo;
+const DD = fx.demoAresDown;
+
+/** The trace ids on the search page, once they include every one of `want`. */
+async function resultsIncluding(want) {
+  await page.waitForFunction(
+    (want) => {
+      const ids = [...document.querySelectorAll(".result")].map((e) => e.dataset.traceId);
+      return want.every((id) => ids.includes(id));
+    },
+    want,
+    WAIT,
+  );
+  return page.$$eval(".result", (els) => els.map((e) => e.dataset.traceId));
+}
 
 /** The lifecycle badge's kind on a search result, or null when it has none. */
 const resultState = (id) => page.locator(`.result[data-trace-id="${id}"] .lc-badge`).getAttribute("data-state", { timeout: 2_000 }).catch(() => null);
@@ -106,23 +123,14 @@ try {
     await page.selectOption("select[name=service]", "ares");
     await page.click("form.search-form button[type=submit]");
     await page.waitForURL(/service=ares/, WAIT);
-    await page.waitForFunction(
-      (id) => {
-        const r = [...document.querySelectorAll(".result")];
-        return r.length === 1 && r[0].dataset.traceId === id;
-      },
-      I.traceId,
-      WAIT,
-    );
+    // The fixture's intercept and the healthy demo's involve ares; with ares down, the
+    // demo's intercept never reaches it.
+    const withAres = await resultsIncluding([I.traceId, D.intercept]);
+    check(!withAres.includes(L.traceId) && !withAres.includes(DD.intercept), `service=ares found ${withAres}`);
     await page.goto(`${base}/search?attr=${encodeURIComponent("ops_team=fpv-ops-alpha")}&lookback=15m`);
-    await page.waitForFunction(
-      (id) => {
-        const r = [...document.querySelectorAll(".result")];
-        return r.length === 1 && r[0].dataset.traceId === id;
-      },
-      L.traceId,
-      WAIT,
-    );
+    // The demo's fpv-ops is team alpha too; the rejected rerun is bravo.
+    const alpha = await resultsIncluding([L.traceId]);
+    check(!alpha.includes(R.traceId) && !alpha.includes(I.traceId), `ops_team=fpv-ops-alpha found ${alpha}`);
     check((await page.inputValue("input[name=attrs]")) === "ops_team=fpv-ops-alpha", "the form shows the URL's filter");
     check((await page.inputValue("select[name=lookback]")) === "15m", "the form shows the URL's time range");
   });
@@ -251,7 +259,7 @@ try {
     await page.waitForSelector(`.detail[data-span-id="${I.deathOrlan}"]`, WAIT);
     await page.waitForSelector(`.wf-row.selected[data-span-id="${I.deathOrlan}"]`, WAIT);
     await page.goto(`${base}/search?service=ares`);
-    await page.waitForFunction((id) => document.querySelector(".result")?.dataset.traceId === id, I.traceId, WAIT);
+    await resultsIncluding([I.traceId]);
     check((await page.inputValue("select[name=service]")) === "ares", "service filter restored from the URL");
     await page.goto(`${base}/trace/${I.traceId}/replay?at=3`);
     await page.waitForSelector('.stepper-pos[data-at="3"]', WAIT);
@@ -350,6 +358,51 @@ try {
     await page.keyboard.press("ArrowLeft");
     await page.waitForSelector(`.snapshot[data-index="${Number(at) - 1}"]`, WAIT);
     check((await count(".snapshot .last-error")) === 0, "no fault before the first one");
+  });
+
+  await step("search (service drone-cmd) finds the demo's intercept traces and lock request", async () => {
+    await page.goto(`${base}/search`);
+    await page.waitForSelector(".result", WAIT);
+    await page.selectOption("select[name=service]", "drone-cmd");
+    await page.click("form.search-form button[type=submit]");
+    await page.waitForURL(/service=drone-cmd/, WAIT);
+    const want = [D.intercept, DD.intercept, D.lockRequest, DD.lockRequest];
+    const found = await resultsIncluding(want);
+    check(!found.includes(O.traceId) && !found.includes(B.traceId), `service=drone-cmd found ${found}`);
+    for (const id of [D.intercept, DD.intercept]) {
+      const title = await page.locator(`.result[data-trace-id="${id}"] .result-title`).innerText();
+      check(title === "drone-cmd: calculate_intercept_commands", `demo intercept ${id} is titled ${JSON.stringify(title)}`);
+    }
+    const lock = await page.locator(`.result[data-trace-id="${D.lockRequest}"] .result-title`).innerText();
+    check(lock === "fpv-ops: publish_lock_request_striker", `the demo's lock request is titled ${JSON.stringify(lock)}`);
+  });
+
+  await step("the demo's intercept trace shows the death notice fan-out", async () => {
+    await page.goto(`${base}/trace/${D.intercept}`);
+    await page.waitForSelector('.wf-row[data-name="publish_death_striker"]', WAIT);
+    const producer = rows('[data-name="publish_death_striker"]');
+    check((await producer.getAttribute("data-kind")) === "Producer", "the demo's publish_death_striker is a PRODUCER");
+    const badge = (await producer.locator(".fanout").innerText()).trim();
+    check(badge === "→ 3 consumers on death-knell", `the demo's fan-out badge says ${JSON.stringify(badge)}`);
+  });
+
+  await step("time travel on the ares-down demo run reaches the first fault", async () => {
+    await page.goto(`${base}/trace/${DD.intercept}/replay`);
+    await page.waitForSelector('.snapshot[data-index="0"]', WAIT);
+    const button = page.locator("button[name=first-fault]");
+    check(!(await button.isDisabled()), "the ares-down intercept trace has a first fault");
+    await button.click();
+    await page.waitForURL(/at=\d+$/, WAIT);
+    const at = url().searchParams.get("at");
+    await page.waitForSelector(`.snapshot[data-index="${at}"]`, WAIT);
+    const fault = page.locator(`.event-list li.current.fault[data-index="${at}"]`);
+    await fault.waitFor(WAIT);
+    const faultText = await fault.innerText();
+    const lastError = await page.locator(".snapshot .last-error").innerText();
+    check(
+      faultText.includes("send_prayer_tcp") || lastError.includes("send_prayer_tcp"),
+      `the first fault is not on send_prayer_tcp: event ${JSON.stringify(faultText)}, last error ${JSON.stringify(lastError)}`,
+    );
   });
 
   await step("the diff view shows the changed span between two runs", async () => {

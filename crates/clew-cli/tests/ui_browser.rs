@@ -23,7 +23,7 @@ use std::time::Duration;
 use clew_model::{
     Event, KeyValue, Link, Resource, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
 };
-use support::{Clew, eventually, get_json, repo_root};
+use support::{Clew, clew_binary, eventually, get_json, repo_root};
 
 const MS: u64 = 1_000_000;
 const US: u64 = 1_000;
@@ -713,10 +713,93 @@ fn cli_text(clew: &Clew, args: &[&str]) -> String {
         .collect()
 }
 
-/// Starts clew, loads the five traces, and writes what the browser test needs to know
-/// about them to `fixtures.json` in `dir`.
+/// The trace ids one `clew demo --once` run printed.
+struct DemoRun {
+    lock_request: String,
+    intercept_execution: String,
+    flight: String,
+}
+
+/// Runs the real demo (`clew demo --once`, as `tests/demo.rs` does) into `data_dir`.
+fn run_demo(data_dir: &Path, extra: &[&str]) -> DemoRun {
+    let output = Command::new(clew_binary())
+        .args(["--http-addr", "127.0.0.1:0", "demo", "--once", "--data-dir"])
+        .arg(data_dir)
+        .args(["--otlp-grpc-addr", "127.0.0.1:0"])
+        .args(["--otlp-http-addr", "127.0.0.1:0"])
+        .args(["--agent-tcp-addr", "127.0.0.1:0"])
+        .args(extra)
+        .env("CLEW_LOG", "warn")
+        .env_remove("CLEW_REDIS_URL")
+        .env_remove("CLEW_CONFIG")
+        .output()
+        .expect("running clew demo");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "clew demo {extra:?} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id_after = |prefix: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stdout}"))
+            .to_string()
+    };
+    DemoRun {
+        lock_request: id_after("Lock request trace: "),
+        intercept_execution: id_after("Intercept execution trace: "),
+        flight: id_after("The striker's flight_mission is trace "),
+    }
+}
+
+/// The trace ids a search with `query` finds.
+fn search_ids(clew: &Clew, query: &str) -> Vec<String> {
+    let (status, body) = get_json(&clew.api(&format!("/api/clew/search?{query}")));
+    assert_eq!(status, 200, "search {query}: {body}");
+    body["traces"]
+        .as_array()
+        .map(|traces| {
+            traces
+                .iter()
+                .filter_map(|t| t["trace_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the real demo twice into `dir/data` (once healthy, once with ares down), starts
+/// clew on that store, loads the five hand-built traces next to the demo's, and writes
+/// what the browser test needs to know about them to `fixtures.json` in `dir`.
 fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
-    let clew = Clew::start(&dir.join("data"));
+    let data = dir.join("data");
+    let demo = run_demo(&data, &[]);
+    let demo_down = run_demo(&data, &["--fault", "ares-down"]);
+    let clew = Clew::start(&data);
+    // Both runs' traces are found the way a reader would find them.
+    let intercepts = search_ids(
+        &clew,
+        "service=drone-cmd&operation=calculate_intercept_commands",
+    );
+    let locks = search_ids(
+        &clew,
+        "service=fpv-ops&operation=publish_lock_request_striker",
+    );
+    for (found, id) in [
+        (&intercepts, &demo.intercept_execution),
+        (&intercepts, &demo_down.intercept_execution),
+        (&locks, &demo.lock_request),
+        (&locks, &demo_down.lock_request),
+    ] {
+        assert!(
+            found.contains(id),
+            "the demo's trace {id} is not in {found:?}"
+        );
+    }
+    let demo_traces = search_ids(&clew, "limit=100").len();
     let now = now_nanos();
     let (lock, lock_consumer) = lock_request(now - 20_000 * MS, false);
     let (rejected, _) = lock_request(now - 25_000 * MS, true);
@@ -729,12 +812,16 @@ fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
     assert_eq!(clew.send_spans(&big.spans), 200);
     assert_eq!(clew.send_spans(&rejected.spans), 200);
 
-    let search = clew.api("/api/clew/search?limit=10");
+    let search = clew.api("/api/clew/search?limit=100");
     eventually(Duration::from_secs(30), || {
         let (status, body) = get_json(&search);
-        (status == 200 && body["traces"].as_array().is_some_and(|t| t.len() == 5)).then_some(())
+        (status == 200
+            && body["traces"]
+                .as_array()
+                .is_some_and(|t| t.len() == demo_traces + 5))
+        .then_some(())
     })
-    .expect("the five traces are searchable");
+    .expect("the five traces are searchable next to the demo's");
 
     let find = |b: &TraceBuilder, name: &str| -> String {
         b.spans
@@ -766,6 +853,16 @@ fn loaded_server(dir: &Path) -> (Clew, PathBuf) {
         "orphans": {
             "traceId": orphaned.trace_id.to_string(),
             "text": cli_text(&clew, &["trace", "show", &orphaned.trace_id.to_string()]),
+        },
+        "demo": {
+            "lockRequest": demo.lock_request,
+            "intercept": demo.intercept_execution,
+            "flight": demo.flight,
+        },
+        "demoAresDown": {
+            "lockRequest": demo_down.lock_request,
+            "intercept": demo_down.intercept_execution,
+            "flight": demo_down.flight,
         },
         "big": {
             "traceId": big.trace_id.to_string(),
