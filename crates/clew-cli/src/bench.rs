@@ -4,6 +4,7 @@
 //! conditions it was measured under, and `compare` measures clew's peer in the same run.
 //! BENCHMARKS.md at the repository root keeps the latest figures and the commands.
 
+mod agent;
 mod compare;
 mod ingest;
 mod query;
@@ -24,6 +25,9 @@ pub enum BenchCommand {
     Compare(compare::CompareArgs),
     /// Measure trace-by-id and search latency of a running server that holds data.
     Query(query::QueryArgs),
+    /// Send requests over the agent protocol, one `BatchCommand` per request from many
+    /// clients; report spans per second and the round-trip latency of each batch.
+    Agent(agent::AgentArgs),
 }
 
 pub async fn run(command: BenchCommand) -> Result<()> {
@@ -31,5 +35,6 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Ingest(args) => ingest::command(args).await,
         BenchCommand::Compare(args) => compare::command(args).await,
         BenchCommand::Query(args) => query::command(args).await,
+        BenchCommand::Agent(args) => agent::command(args).await,
     }
 }
