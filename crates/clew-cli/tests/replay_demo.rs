@@ -353,3 +353,66 @@ fn same_seed_runs_have_the_same_spans() {
         assert!(diff["edits"].as_array().unwrap().is_empty(), "{diff:#}");
     }
 }
+
+/// `clew replay verify` re-runs the seeded drone flow and checks real demo recordings
+/// against it: a healthy run of seed S matches `--flow drone --seed S`, an ares-down
+/// run (and a lost-death-notice one) matches the flow with the same fault, and an ares-down run checked against the
+/// healthy flow diverges (exit 1) at a named index.
+#[test]
+fn verify_accepts_a_demo_recording_and_rejects_a_changed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = "7";
+    let healthy = run_demo(dir.path(), &["--seed", seed]);
+    let ares_down = run_demo(dir.path(), &["--seed", seed, "--fault", "ares-down"]);
+    let lost_notice = run_demo(
+        dir.path(),
+        &["--seed", seed, "--fault", "lost-death-notice"],
+    );
+    let clew = Clew::start(dir.path());
+    let verify = |run: &DemoRun, faults: &[&str]| {
+        let mut args = vec!["replay", "verify", "--flow", "drone", "--seed", seed];
+        for fault in faults {
+            args.extend(["--fault", fault]);
+        }
+        args.extend(["--trace", &run.lock_request]);
+        args.extend(["--trace", &run.intercept_execution]);
+        let output = clew.cli(&args);
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = verify(&healthy, &[]);
+    assert_eq!(code, Some(0), "healthy run:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("ok: 2 recorded trace(s) match"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = verify(&ares_down, &["ares-down"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "ares-down on both sides:\n{stdout}\n{stderr}"
+    );
+
+    let (code, stdout, stderr) = verify(&lost_notice, &["lost-death-notice"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "lost-death-notice on both sides:\n{stdout}\n{stderr}"
+    );
+
+    let (code, stdout, stderr) = verify(&ares_down, &[]);
+    assert_eq!(
+        code,
+        Some(1),
+        "ares-down against healthy:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("first divergence at index "),
+        "{stdout}\n{stderr}"
+    );
+}

@@ -702,7 +702,12 @@ fn drone(sim: &mut Sim, faults: &[Fault]) -> Vec<FlowTrace> {
         b.close(ops_rx, end);
         b.close(exec, end + 100 * US);
         b.close(consume, end + 200 * US);
-        return vec![lock, b.finish("intercept_execution")];
+        // No death notice: striker flies on until the demo stops it.
+        let landed = end + b.sim.between(50 * MS, 200 * MS);
+        let mut intercept = b.finish("intercept_execution");
+        let flight = flight_mission(sim, t0, landed, true);
+        continues(&mut intercept, exec, &flight);
+        return vec![lock, intercept, flight];
     }
 
     let ops_arrive = ops_prayer_at + b.sim.hop();
@@ -760,15 +765,20 @@ fn drone(sim: &mut Sim, faults: &[Fault]) -> Vec<FlowTrace> {
     );
     let mut eliminated = 0i64;
     let mut last = judge_at + MS;
+    let mut striker_destroyed = last;
     for (recipient, name, lat, lon) in [
         ("striker", "publish_death_striker", (49, 50), (36, 37)),
         ("orlan", "publish_death_orlan", (50, 51), (36, 37)),
     ] {
-        let (death, sent) = b.publish("ares", name, Some(notice), "death-knell", last);
+        // The lost-death-notice fault: ares publishes orlan's notice to the misspelt
+        // `death_knell`, which nobody subscribes to.
+        let lost = lost_notice && recipient == "orlan";
+        let channel = if lost { "death_knell" } else { "death-knell" };
+        let (death, sent) = b.publish("ares", name, Some(notice), channel, last);
         b.attr(death, "type", "SACRIFICE");
         b.attr(death, "recipient", recipient);
         last = sent + 100 * US;
-        if lost_notice && recipient == "orlan" {
+        if lost {
             b.attr(death, "clew.demo.receivers", 0i64);
             b.fail(death, "death notice for orlan reached no subscriber");
             continue;
@@ -796,6 +806,9 @@ fn drone(sim: &mut Sim, faults: &[Fault]) -> Vec<FlowTrace> {
             vec![kv("alive", false), kv(EXIT_CODE_ATTR, 666i64)],
         );
         b.close(rx, boom + 50 * US);
+        if recipient == "striker" {
+            striker_destroyed = boom + 100 * US;
+        }
         let (metrics, at) = b.consume(
             "drone-cmd",
             "consume_death-knell",
@@ -829,7 +842,35 @@ fn drone(sim: &mut Sim, faults: &[Fault]) -> Vec<FlowTrace> {
         vec![kv("eliminated", eliminated)],
     );
     b.close(judgment, done + 100 * US);
-    vec![lock, b.finish("intercept_execution")]
+    let mut intercept = b.finish("intercept_execution");
+    let flight = flight_mission(sim, t0, striker_destroyed, false);
+    continues(&mut intercept, exec, &flight);
+    vec![lock, intercept, flight]
+}
+
+/// striker's main flight loop: one long-lived root span in a trace of its own, from
+/// striker's start until its death notice (or the demo's end), as the demo records it.
+/// Generated after the other traces so their randomness is unchanged.
+fn flight_mission(sim: &mut Sim, started: u64, ended: u64, alive: bool) -> FlowTrace {
+    let start = started.saturating_sub(sim.between(50 * MS, 200 * MS));
+    let mut b = Builder::new(sim, start);
+    let flight = b.open("striker", "flight_mission", SpanKind::Internal, None, start);
+    b.attr(flight, "drone", "striker");
+    b.event(flight, ended, "flight_ended", vec![kv("alive", alive)]);
+    b.close(flight, ended + 50 * US);
+    b.finish("flight")
+}
+
+/// `execute_intercept` continues the flight loop: a link to `flight_mission`, with the
+/// demo's `relation = continues`.
+fn continues(intercept: &mut FlowTrace, exec: usize, flight: &FlowTrace) {
+    let target = &flight.spans[0];
+    intercept.spans[exec].links.push(Link {
+        trace_id: target.trace_id,
+        span_id: target.span_id,
+        trace_state: String::new(),
+        attributes: vec![kv("relation", "continues")],
+    });
 }
 
 fn prayer_attrs(b: &mut Builder<'_>, span: usize, prayer: &str) {

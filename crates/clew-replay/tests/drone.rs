@@ -26,7 +26,17 @@ fn intercept(seed: u64, faults: &[Fault]) -> Timeline {
 #[test]
 fn the_story_has_the_seed_documents_shape() {
     let traces = drone(7, &[]);
-    assert_eq!(traces.len(), 2);
+    // lock request, intercept execution and striker's flight_mission, which
+    // execute_intercept continues (a link to the other trace).
+    assert_eq!(traces.len(), 3);
+    assert_eq!(traces[2].len(), 1);
+    assert_eq!(traces[2][0].name, "flight_mission");
+    let exec = traces[1]
+        .iter()
+        .find(|s| s.name == "execute_intercept")
+        .unwrap();
+    assert_eq!(exec.links.len(), 1);
+    assert_eq!(exec.links[0].span_id, traces[2][0].span_id);
     let lock = Timeline::build(traces[0].clone());
     assert_eq!(lock.spans().len(), 5);
     assert_eq!(
@@ -261,7 +271,7 @@ fn lost_death_notice_first_fault_is_the_unreceived_publish() {
             .in_flight
             .iter()
             .any(|m| m.span.name == "publish_death_orlan"
-                && m.destination.as_deref() == Some("death-knell"))
+                && m.destination.as_deref() == Some("death_knell"))
     );
     let striker = latest
         .services

@@ -250,8 +250,13 @@ fn golden_files_are_created_matched_failed_and_required_in_ci() {
         text.contains("start ares/execute_judgment INTERNAL links=1"),
         "steps are readable"
     );
+    assert!(
+        text.contains("start striker/execute_intercept INTERNAL links=1"),
+        "execute_intercept continues the flight_mission trace"
+    );
     let golden = Golden::from_json(&text).unwrap();
-    assert_eq!(golden.traces.len(), 2);
+    // lock request, intercept execution, striker's flight_mission
+    assert_eq!(golden.traces.len(), 3);
     assert_eq!(golden.assertions.len(), 2);
 
     // Another seed of the same story matches, in CI too.
