@@ -25,38 +25,12 @@ struct DemoRun {
 
 fn run_demo(extra: &[&str]) -> DemoRun {
     let data_dir = tempfile::tempdir().unwrap();
-    let output = Command::new(clew_binary())
-        .args(["--http-addr", "127.0.0.1:0", "demo", "--once", "--data-dir"])
-        .arg(data_dir.path())
-        .args(["--otlp-grpc-addr", "127.0.0.1:0"])
-        .args(["--otlp-http-addr", "127.0.0.1:0"])
-        .args(["--agent-tcp-addr", "127.0.0.1:0"])
-        .args(extra)
-        .env("CLEW_LOG", "warn")
-        .env_remove("CLEW_REDIS_URL")
-        .env_remove("CLEW_CONFIG")
-        .output()
-        .expect("running clew demo");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "clew demo {extra:?} failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    let id_after = |prefix: &str| -> String {
-        stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stdout}"))
-            .to_string()
-    };
+    let run = support::run_demo(data_dir.path(), extra);
     DemoRun {
-        lock_request: id_after("Lock request trace: "),
-        intercept_execution: id_after("Intercept execution trace: "),
-        flight: id_after("The striker's flight_mission is trace "),
-        stdout,
+        stdout: run.stdout,
+        lock_request: run.lock_request,
+        intercept_execution: run.intercept_execution,
+        flight: run.flight,
         data_dir,
     }
 }

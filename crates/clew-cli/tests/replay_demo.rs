@@ -4,54 +4,8 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::Value;
-use support::{Clew, RedisServer, clew_binary};
-
-/// What a finished `clew demo --once` printed, and its trace ids.
-struct DemoRun {
-    stdout: String,
-    lock_request: String,
-    intercept_execution: String,
-}
-
-/// Runs `clew demo --once` into `data_dir` (which may already hold earlier runs).
-fn run_demo(data_dir: &Path, extra: &[&str]) -> DemoRun {
-    let output = Command::new(clew_binary())
-        .args(["--http-addr", "127.0.0.1:0", "demo", "--once", "--data-dir"])
-        .arg(data_dir)
-        .args(["--otlp-grpc-addr", "127.0.0.1:0"])
-        .args(["--otlp-http-addr", "127.0.0.1:0"])
-        .args(["--agent-tcp-addr", "127.0.0.1:0"])
-        .args(extra)
-        .env("CLEW_LOG", "warn")
-        .env_remove("CLEW_REDIS_URL")
-        .env_remove("CLEW_CONFIG")
-        .output()
-        .expect("running clew demo");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "clew demo {extra:?} failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    let id_after = |prefix: &str| -> String {
-        stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stdout}"))
-            .to_string()
-    };
-    DemoRun {
-        lock_request: id_after("Lock request trace: "),
-        intercept_execution: id_after("Intercept execution trace: "),
-        stdout,
-    }
-}
+use support::{Clew, DemoRun, RedisServer, run_demo};
 
 /// Runs a `clew` verb against the server; returns its stdout, asserting it succeeded.
 fn cli_ok(clew: &Clew, args: &[&str]) -> String {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use clew_model::{
     Event, KeyValue, Link, Resource, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
 };
-use support::{Clew, clew_binary, eventually, get_json, repo_root};
+use support::{Clew, eventually, get_json, repo_root, run_demo};
 
 const MS: u64 = 1_000_000;
 const US: u64 = 1_000;
@@ -711,49 +711,6 @@ fn cli_text(clew: &Clew, args: &[&str]) -> String {
         .filter(|line| !line.starts_with("Lifecycle: "))
         .map(|line| format!("{line}\n"))
         .collect()
-}
-
-/// The trace ids one `clew demo --once` run printed.
-struct DemoRun {
-    lock_request: String,
-    intercept_execution: String,
-    flight: String,
-}
-
-/// Runs the real demo (`clew demo --once`, as `tests/demo.rs` does) into `data_dir`.
-fn run_demo(data_dir: &Path, extra: &[&str]) -> DemoRun {
-    let output = Command::new(clew_binary())
-        .args(["--http-addr", "127.0.0.1:0", "demo", "--once", "--data-dir"])
-        .arg(data_dir)
-        .args(["--otlp-grpc-addr", "127.0.0.1:0"])
-        .args(["--otlp-http-addr", "127.0.0.1:0"])
-        .args(["--agent-tcp-addr", "127.0.0.1:0"])
-        .args(extra)
-        .env("CLEW_LOG", "warn")
-        .env_remove("CLEW_REDIS_URL")
-        .env_remove("CLEW_CONFIG")
-        .output()
-        .expect("running clew demo");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "clew demo {extra:?} failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let id_after = |prefix: &str| -> String {
-        stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stdout}"))
-            .to_string()
-    };
-    DemoRun {
-        lock_request: id_after("Lock request trace: "),
-        intercept_execution: id_after("Intercept execution trace: "),
-        flight: id_after("The striker's flight_mission is trace "),
-    }
 }
 
 /// The trace ids a search with `query` finds.

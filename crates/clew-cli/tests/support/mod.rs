@@ -288,3 +288,49 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// What a finished `clew demo --once` printed, and the trace ids it named.
+pub struct DemoRun {
+    pub stdout: String,
+    pub lock_request: String,
+    pub intercept_execution: String,
+    pub flight: String,
+}
+
+/// Runs the real demo (`clew demo --once`) on free ports into `data_dir`, which may
+/// already hold earlier runs.
+pub fn run_demo(data_dir: &Path, extra: &[&str]) -> DemoRun {
+    let output = Command::new(clew_binary())
+        .args(["--http-addr", "127.0.0.1:0", "demo", "--once", "--data-dir"])
+        .arg(data_dir)
+        .args(["--otlp-grpc-addr", "127.0.0.1:0"])
+        .args(["--otlp-http-addr", "127.0.0.1:0"])
+        .args(["--agent-tcp-addr", "127.0.0.1:0"])
+        .args(extra)
+        .env("CLEW_LOG", "warn")
+        .env_remove("CLEW_REDIS_URL")
+        .env_remove("CLEW_CONFIG")
+        .output()
+        .expect("running clew demo");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "clew demo {extra:?} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id_after = |prefix: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stdout}"))
+            .to_string()
+    };
+    DemoRun {
+        lock_request: id_after("Lock request trace: "),
+        intercept_execution: id_after("Intercept execution trace: "),
+        flight: id_after("The striker's flight_mission is trace "),
+        stdout,
+    }
+}
