@@ -127,41 +127,9 @@ impl FromStr for Service {
     }
 }
 
-/// Something that goes wrong on purpose, for `clew replay` to find.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Fault {
-    /// Ares refuses the TCP prayers.
-    AresDown,
-    /// The death notice for orlan is never delivered.
-    LostDeathNotice,
-}
-
-impl Fault {
-    pub const ALL: [Fault; 2] = [Fault::AresDown, Fault::LostDeathNotice];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fault::AresDown => "ares-down",
-            Fault::LostDeathNotice => "lost-death-notice",
-        }
-    }
-}
-
-impl fmt::Display for Fault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Fault {
-    type Err = DemoError;
-    fn from_str(s: &str) -> Result<Fault, DemoError> {
-        Fault::ALL
-            .into_iter()
-            .find(|fault| fault.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| DemoError::UnknownFault(s.to_string()))
-    }
-}
+/// Something that goes wrong on purpose, for `clew replay` to find. The fault names are
+/// replay's, so `clew demo --fault X` and `clew replay verify --fault X` mean one thing.
+pub use clew_replay::flows::Fault;
 
 /// Which of the two traces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -259,8 +227,6 @@ pub enum DemoError {
         "unknown service {0:?}; expected fpv-ops, tower-sidecar, striker, drone-cmd, ares or orlan"
     )]
     UnknownService(String),
-    #[error("unknown fault {0:?}; expected ares-down or lost-death-notice")]
-    UnknownFault(String),
     #[error("unknown OTLP protocol {0:?}; expected grpc or http")]
     UnknownProtocol(String),
     #[error(
