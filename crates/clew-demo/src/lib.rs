@@ -49,7 +49,8 @@
 //! ids and times are live. The pursuit takes a few dozen milliseconds per simulated
 //! step, so a run lasts a second or two.
 //!
-//! It depends on `clew-sdk` and `clew-model` only, like any instrumented application,
+//! It depends on `clew-sdk` and `clew-model`, like any instrumented application, and on
+//! `clew-replay` only for the names of its faults,
 //! and must never import the store, ingest, query, server or CLI crates: the collector
 //! it exports to is whatever the caller points it at.
 
