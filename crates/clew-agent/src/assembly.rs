@@ -18,19 +18,24 @@
 //!   time is the request's start;
 //! - span ids that are 16 hex digits are kept; others (`span-<uuid>`) are hashed to 64 bits,
 //!   so the same commands always give the same ids.
+//!
+//! A *span batch* (a request started with clew's `trace_id` extension, see
+//! [`crate::protocol`]) is mapped without any of that guessing: no root is invented, ids
+//! and parents are kept as sent, and kind, status, events and links come from the
+//! commands.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use clew_model::{
-    AttributeValue, KeyValue, Resource, SERVICE_NAME, Scope, Span, SpanId, SpanKind, Status,
-    StatusCode, TraceId,
+    AttributeValue, Event, KeyValue, Link, Resource, SERVICE_NAME, Scope, Span, SpanId, SpanKind,
+    Status, StatusCode, TraceId,
 };
 use clew_propagation::{TRACEPARENT, TRACESTATE, TraceParent};
 use serde_json::Value;
 
-use crate::protocol::{Command, Register, Reply};
+use crate::protocol::{Attributes, Command, Register, Reply, ScopeName, SpanLink, SpanStatus};
 use crate::timestamp::Timestamp;
 
 /// Attribute on the root span holding the agent's own request id.
@@ -39,6 +44,8 @@ pub const REQUEST_ID_ATTRIBUTE: &str = "scout.request_id";
 pub const UNFINISHED_ATTRIBUTE: &str = "clew.unfinished";
 /// Attribute naming a `parent_id` that no span of the request had.
 pub const MISSING_PARENT_ATTRIBUTE: &str = "clew.missing_parent";
+/// The application event in which Scout's agents describe their process.
+const METADATA_EVENT: &str = "scout.metadata";
 /// Request tag that renames the transaction (Scout's `rename_transaction`).
 const TRANSACTION_NAME_TAG: &str = "transaction.name";
 /// Status message of spans left open by a worker that went away.
@@ -105,6 +112,8 @@ pub struct Session {
 }
 
 struct OpenRequest {
+    /// Set for a span batch (clew's extension): the trace its spans belong to.
+    batch_trace: Option<TraceId>,
     start: Option<Timestamp>,
     finish: Option<Timestamp>,
     tags: Vec<(String, Value)>,
@@ -121,6 +130,16 @@ struct RecordedSpan {
     start: Timestamp,
     end: Option<Timestamp>,
     tags: Vec<(String, Value)>,
+    /// In a span batch: the span's own id and its parent's, as sent.
+    w3c_ids: Option<(SpanId, Option<SpanId>)>,
+    /// What clew's extensions said; absent for Scout's agents.
+    kind: Option<SpanKind>,
+    trace_state: Option<String>,
+    flags: Option<u32>,
+    scope: Option<ScopeName>,
+    links: Vec<Link>,
+    events: Vec<Event>,
+    status: Option<Status>,
 }
 
 impl Session {
@@ -208,6 +227,9 @@ impl Session {
             }
             Command::ApplicationEvent(event) => {
                 tracing::debug!(event_type = %event.event_type, "application event");
+                if event.event_type == METADATA_EVENT {
+                    self.add_metadata(&event.event_value);
+                }
                 Ok(())
             }
             Command::CoreAgentVersion(_) => Ok(()),
@@ -221,11 +243,25 @@ impl Session {
                 {
                     return Err(format!("request {} was already started", start.request_id));
                 }
+                let batch_trace = match &start.trace_id {
+                    None => None,
+                    Some(hex) => Some(
+                        parse_trace_id(hex)
+                            .map_err(|e| format!("request {}: trace_id {e}", start.request_id))?,
+                    ),
+                };
                 if !self.requests.contains_key(&start.request_id) {
                     self.reserve_items(1)?;
                 }
                 let request = self.request_entry(&start.request_id, at);
+                if batch_trace.is_some() && !request.spans.is_empty() {
+                    return Err(format!(
+                        "request {}: a span batch's trace_id must come before its spans",
+                        start.request_id
+                    ));
+                }
                 request.start = Some(at);
+                request.batch_trace = batch_trace;
                 request.seen(at);
                 Ok(())
             }
@@ -244,6 +280,41 @@ impl Session {
                 if self.span_owner.contains_key(&start.span_id) {
                     return Err(format!("span {} was already started", start.span_id));
                 }
+                let span_error = |e: String| format!("span {}: {e}", start.span_id);
+                let parent = start.parent_id.filter(|p| !p.is_empty());
+                let w3c_ids = if self
+                    .requests
+                    .get(&start.request_id)
+                    .is_some_and(|r| r.batch_trace.is_some())
+                {
+                    // A span batch keeps its ids, so they must be ids.
+                    let id = parse_span_id(&start.span_id).map_err(span_error)?;
+                    let parent_id = parent
+                        .as_deref()
+                        .map(parse_span_id)
+                        .transpose()
+                        .map_err(|e| span_error(format!("parent_id {e}")))?;
+                    Some((id, parent_id))
+                } else {
+                    None
+                };
+                let kind = start
+                    .kind
+                    .as_deref()
+                    .map(|k| {
+                        SpanKind::parse(k).ok_or_else(|| {
+                            span_error(format!(
+                                "unknown kind {k:?} (expected SERVER, CLIENT, PRODUCER, CONSUMER or INTERNAL)"
+                            ))
+                        })
+                    })
+                    .transpose()?;
+                let links = start
+                    .links
+                    .iter()
+                    .map(to_link)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(span_error)?;
                 let new_request = !self.requests.contains_key(&start.request_id);
                 self.reserve_items(1 + usize::from(new_request))?;
                 let request = self.request_entry(&start.request_id, at);
@@ -253,23 +324,45 @@ impl Session {
                     .insert(start.span_id.clone(), request.spans.len());
                 request.spans.push(RecordedSpan {
                     agent_span_id: start.span_id.clone(),
-                    parent: start.parent_id.filter(|p| !p.is_empty()),
+                    parent,
                     operation: start.operation,
                     start: at,
                     end: None,
                     tags: Vec::new(),
+                    w3c_ids,
+                    kind,
+                    trace_state: start.trace_state,
+                    flags: start.flags,
+                    scope: start.scope,
+                    links,
+                    events: Vec::new(),
+                    status: None,
                 });
                 self.span_owner.insert(start.span_id, start.request_id);
                 Ok(())
             }
             Command::StopSpan(stop) => {
                 let at = stop.timestamp.unwrap_or(now);
+                let status = stop.status.as_ref().map(to_status).transpose()?;
                 let (request, index) = self.find_span(stop.request_id.as_deref(), &stop.span_id)?;
                 let span = &mut request.spans[index];
                 if span.end.is_some() {
                     return Err(format!("span {} was already stopped", stop.span_id));
                 }
                 span.end = Some(at.max(span.start));
+                span.status = status;
+                request.seen(at);
+                Ok(())
+            }
+            Command::AddSpanEvent(event) => {
+                let at = event.timestamp.unwrap_or(now);
+                let (request, index) =
+                    self.find_span(event.request_id.as_deref(), &event.span_id)?;
+                request.spans[index].events.push(Event {
+                    time_unix_nano: at.0,
+                    name: event.name,
+                    attributes: map_attributes(&event.attributes),
+                });
                 request.seen(at);
                 Ok(())
             }
@@ -327,6 +420,12 @@ impl Session {
         if let Some(language) = register.language.clone().filter(|l| !l.is_empty()) {
             attributes.push(KeyValue::new("telemetry.sdk.language", language));
         }
+        for (key, value) in register.resource.iter().flatten() {
+            if value.is_null() || attributes.iter().any(|a| a.key == *key) {
+                continue;
+            }
+            attributes.push(KeyValue::new(key.as_str(), json_to_attribute(value)));
+        }
         tracing::debug!(
             app = register.app.as_deref().unwrap_or(""),
             host = register.host.as_deref().unwrap_or(""),
@@ -334,6 +433,27 @@ impl Session {
             "client registered"
         );
         self.resource = Arc::new(Resource { attributes });
+    }
+
+    /// Scout's Node agent registers with only the app name and reports host and language
+    /// in its `scout.metadata` event; they belong on the resource like Python's.
+    fn add_metadata(&mut self, metadata: &Value) {
+        let mut attributes = self.resource.attributes.clone();
+        for (field, key) in [
+            ("hostname", "host.name"),
+            ("language", "telemetry.sdk.language"),
+            ("language_version", "process.runtime.version"),
+        ] {
+            let Some(value) = metadata.get(field).and_then(Value::as_str) else {
+                continue;
+            };
+            if !value.is_empty() && !attributes.iter().any(|a| a.key == key) {
+                attributes.push(KeyValue::new(key, value));
+            }
+        }
+        if attributes.len() != self.resource.attributes.len() {
+            self.resource = Arc::new(Resource { attributes });
+        }
     }
 
     fn reserve_items(&mut self, count: usize) -> Result<(), String> {
@@ -353,6 +473,7 @@ impl Session {
         match self.requests.entry(request_id.to_string()) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => entry.insert(OpenRequest {
+                batch_trace: None,
                 start: None,
                 finish: None,
                 tags: Vec::new(),
@@ -415,6 +536,9 @@ fn assemble(
     resource: &Arc<Resource>,
     abandoned: Option<AbandonReason>,
 ) -> AssembledTrace {
+    if let Some(trace_id) = request.batch_trace {
+        return assemble_batch(request_id, trace_id, request, resource, abandoned);
+    }
     let traceparent = tag_str(&request.tags, TRACEPARENT).and_then(|text| {
         TraceParent::parse(text)
             .map_err(|error| {
@@ -437,10 +561,7 @@ fn assemble(
     let flags = traceparent
         .map(|p| u32::from(p.flags))
         .unwrap_or(u32::from(clew_propagation::FLAG_SAMPLED));
-    let scope = Scope {
-        name: "clew-agent".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    };
+    let scope = agent_scope();
 
     let span_ids: HashMap<&str, SpanId> = request
         .spans
@@ -473,33 +594,29 @@ fn assemble(
                 }
             },
         };
-        let mut status = Status::default();
-        let end = match recorded.end {
-            Some(end) => end,
-            None => {
-                attributes.push(KeyValue::new(UNFINISHED_ATTRIBUTE, true));
-                if let Some(reason) = abandoned {
-                    status = error_status(reason);
-                }
-                cutoff.max(recorded.start)
-            }
-        };
+        let (end, status) = span_end(recorded, &mut attributes, cutoff, abandoned);
         spans.push(Span {
             trace_id,
             span_id: span_ids[recorded.agent_span_id.as_str()],
             parent_span_id: Some(parent),
-            trace_state: String::new(),
+            trace_state: recorded.trace_state.clone().unwrap_or_default(),
             name: recorded.operation.clone(),
-            kind: child_kind(&recorded.operation),
+            kind: recorded
+                .kind
+                .unwrap_or_else(|| child_kind(&recorded.operation)),
             start_unix_nano: recorded.start.0,
             end_unix_nano: end.0,
             attributes,
-            events: Vec::new(),
-            links: Vec::new(),
+            events: recorded.events.clone(),
+            links: recorded.links.clone(),
             status,
             resource: Arc::clone(resource),
-            scope: scope.clone(),
-            flags,
+            scope: recorded
+                .scope
+                .as_ref()
+                .map(to_scope)
+                .unwrap_or_else(|| scope.clone()),
+            flags: recorded.flags.unwrap_or(flags),
         });
     }
 
@@ -570,6 +687,161 @@ fn assemble(
         abandoned,
         last_seen: request.last_seen,
     }
+}
+
+/// A span batch: every span as sent, nothing invented.
+fn assemble_batch(
+    request_id: &str,
+    trace_id: TraceId,
+    request: OpenRequest,
+    resource: &Arc<Resource>,
+    abandoned: Option<AbandonReason>,
+) -> AssembledTrace {
+    let cutoff = request.finish.unwrap_or(request.last_seen);
+    let request_tags: Vec<_> = request
+        .tags
+        .iter()
+        .filter(|(k, _)| k != TRACEPARENT && k != TRACESTATE)
+        .cloned()
+        .collect();
+    let mut spans = Vec::with_capacity(request.spans.len());
+    let mut entry = None;
+    for recorded in &request.spans {
+        // Set for every span, since a span batch's trace id must precede its spans.
+        let Some((span_id, parent_span_id)) = recorded.w3c_ids else {
+            continue;
+        };
+        let is_entry = !recorded
+            .parent
+            .as_ref()
+            .is_some_and(|p| request.span_index.contains_key(p));
+        let mut attributes = Vec::new();
+        if is_entry {
+            entry.get_or_insert(span_id);
+            attributes.extend(to_attributes(&request_tags));
+        }
+        attributes.extend(to_attributes(&recorded.tags));
+        let (end, status) = span_end(recorded, &mut attributes, cutoff, abandoned);
+        spans.push(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            trace_state: recorded.trace_state.clone().unwrap_or_default(),
+            name: recorded.operation.clone(),
+            kind: recorded.kind.unwrap_or(SpanKind::Internal),
+            start_unix_nano: recorded.start.0,
+            end_unix_nano: end.0,
+            attributes,
+            events: recorded.events.clone(),
+            links: recorded.links.clone(),
+            status,
+            resource: Arc::clone(resource),
+            scope: recorded
+                .scope
+                .as_ref()
+                .map(to_scope)
+                .unwrap_or_else(agent_scope),
+            flags: recorded
+                .flags
+                .unwrap_or(u32::from(clew_propagation::FLAG_SAMPLED)),
+        });
+    }
+    AssembledTrace {
+        trace_id,
+        root_span_id: entry.unwrap_or_else(|| derive_span_id("request", request_id)),
+        request_id: request_id.to_string(),
+        spans,
+        abandoned,
+        last_seen: request.last_seen,
+    }
+}
+
+/// When a span ended and how: as recorded, or, for one that never ended, at `cutoff`,
+/// marked unfinished (and in error when its request was abandoned).
+fn span_end(
+    recorded: &RecordedSpan,
+    attributes: &mut Vec<KeyValue>,
+    cutoff: Timestamp,
+    abandoned: Option<AbandonReason>,
+) -> (Timestamp, Status) {
+    let status = recorded.status.clone().unwrap_or_default();
+    match recorded.end {
+        Some(end) => (end, status),
+        None => {
+            attributes.push(KeyValue::new(UNFINISHED_ATTRIBUTE, true));
+            let status = match abandoned {
+                Some(reason) => error_status(reason),
+                None => status,
+            };
+            (cutoff.max(recorded.start), status)
+        }
+    }
+}
+
+fn agent_scope() -> Scope {
+    Scope {
+        name: "clew-agent".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+fn to_scope(scope: &ScopeName) -> Scope {
+    Scope {
+        name: scope.name.clone(),
+        version: scope.version.clone(),
+    }
+}
+
+fn parse_trace_id(hex: &str) -> Result<TraceId, String> {
+    match TraceId::from_hex(hex) {
+        Ok(id) if hex.len() == 32 && id != TraceId([0; 16]) => Ok(id),
+        _ => Err(format!(
+            "{hex:?} is not a W3C trace id (32 hex digits, not all zero)"
+        )),
+    }
+}
+
+fn parse_span_id(hex: &str) -> Result<SpanId, String> {
+    match SpanId::from_hex(hex) {
+        Ok(id) if hex.len() == 16 && id != SpanId([0; 8]) => Ok(id),
+        _ => Err(format!(
+            "{hex:?} is not a W3C span id (16 hex digits, not all zero)"
+        )),
+    }
+}
+
+fn to_link(link: &SpanLink) -> Result<Link, String> {
+    Ok(Link {
+        trace_id: parse_trace_id(&link.trace_id).map_err(|e| format!("link trace_id {e}"))?,
+        span_id: parse_span_id(&link.span_id).map_err(|e| format!("link span_id {e}"))?,
+        trace_state: link.trace_state.clone(),
+        attributes: map_attributes(&link.attributes),
+    })
+}
+
+fn to_status(status: &SpanStatus) -> Result<Status, String> {
+    let code = match status.code.to_ascii_uppercase().as_str() {
+        "UNSET" | "STATUS_CODE_UNSET" => StatusCode::Unset,
+        "OK" | "STATUS_CODE_OK" => StatusCode::Ok,
+        "ERROR" | "STATUS_CODE_ERROR" => StatusCode::Error,
+        other => {
+            return Err(format!(
+                "unknown status code {other:?} (expected UNSET, OK or ERROR)"
+            ));
+        }
+    };
+    Ok(Status {
+        code,
+        message: status.message.clone(),
+    })
+}
+
+fn map_attributes(attributes: &Attributes) -> Vec<KeyValue> {
+    attributes
+        .iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(key, value)| KeyValue::new(key.as_str(), json_to_attribute(value)))
+        .collect()
 }
 
 fn error_status(reason: AbandonReason) -> Status {
@@ -713,6 +985,245 @@ mod tests {
             json!({"StopSpan": {"timestamp": at(40), "request_id": request_id, "span_id": "span-ctrl"}}),
             json!({"FinishRequest": {"timestamp": at(50), "request_id": request_id}}),
         ]
+    }
+
+    const SDK_TRACE: &str = "0192f3a1b2c3d4e5f60718293a4b5c6d";
+    const REMOTE_PARENT: &str = "00f067aa0ba902b7";
+
+    /// What clew's SDK sends for one handler: a CONSUMER entry span under a remote
+    /// producer, with an event, a link and an error status, and a child that ended first.
+    fn sdk_batch(request_id: &str) -> Vec<Value> {
+        vec![
+            json!({"StartRequest": {"timestamp": at(0), "request_id": request_id, "trace_id": SDK_TRACE}}),
+            json!({"TagRequest": {"request_id": request_id, "tag": "messaging.system", "value": "redis"}}),
+            json!({"StartSpan": {"timestamp": at(5), "request_id": request_id, "span_id": "b000000000000002", "parent_id": "a000000000000001", "operation": "compute_vector", "kind": "INTERNAL"}}),
+            json!({"TagSpan": {"request_id": request_id, "span_id": "b000000000000002", "tag": "distance.m", "value": 412.5}}),
+            json!({"StopSpan": {"timestamp": at(8), "request_id": request_id, "span_id": "b000000000000002"}}),
+            json!({"StartSpan": {"timestamp": at(1), "request_id": request_id, "span_id": "a000000000000001", "parent_id": REMOTE_PARENT, "operation": "drone_command receive", "kind": "CONSUMER",
+                "trace_state": "clew=1", "scope": {"name": "drone-cmd", "version": "0.3"},
+                "links": [{"trace_id": "0192f3a1b2c3d4e5f60718293a4b5c00", "span_id": "c000000000000003", "attributes": {"reason": "batch"}}]}}),
+            json!({"TagSpan": {"request_id": request_id, "span_id": "a000000000000001", "tag": "retries", "value": 2}}),
+            json!({"AddSpanEvent": {"timestamp": at(6), "request_id": request_id, "span_id": "a000000000000001", "name": "lock_acquired", "attributes": {"target": "orlan", "ok": true}}}),
+            json!({"StopSpan": {"timestamp": at(9), "request_id": request_id, "span_id": "a000000000000001", "status": {"code": "ERROR", "message": "target lost"}}}),
+            json!({"FinishRequest": {"timestamp": at(9), "request_id": request_id}}),
+        ]
+    }
+
+    #[test]
+    fn a_span_batch_keeps_everything_the_sdk_sent_and_invents_nothing() {
+        let mut s = session();
+        let mut out = Vec::new();
+        let reply = s.handle(
+            command(json!({"BatchCommand": {"commands": sdk_batch("h-1")}})),
+            Timestamp(T0),
+            &mut out,
+        );
+        assert_eq!(reply, Reply::success("BatchCommand"));
+        let trace = out.pop().unwrap();
+        assert_eq!(trace.trace_id.to_string(), SDK_TRACE);
+        assert_eq!(trace.spans.len(), 2, "no synthetic request span");
+        let entry = trace
+            .spans
+            .iter()
+            .find(|s| s.name == "drone_command receive")
+            .unwrap();
+        assert_eq!(trace.root_span_id, entry.span_id);
+        assert_eq!(entry.span_id.to_string(), "a000000000000001");
+        assert_eq!(
+            entry.parent_span_id.map(|p| p.to_string()).as_deref(),
+            Some(REMOTE_PARENT)
+        );
+        assert_eq!(entry.kind, SpanKind::Consumer);
+        assert_eq!(entry.trace_state, "clew=1");
+        assert_eq!(entry.scope.name, "drone-cmd");
+        assert_eq!(entry.start_unix_nano, T0 + 1_000);
+        assert_eq!(entry.end_unix_nano, T0 + 9_000);
+        assert_eq!(
+            entry.status,
+            Status {
+                code: StatusCode::Error,
+                message: "target lost".into()
+            }
+        );
+        assert_eq!(entry.events.len(), 1);
+        assert_eq!(entry.events[0].name, "lock_acquired");
+        assert_eq!(entry.events[0].time_unix_nano, T0 + 6_000);
+        assert_eq!(
+            entry.events[0].attributes,
+            vec![KeyValue::new("ok", true), KeyValue::new("target", "orlan")]
+        );
+        assert_eq!(entry.links.len(), 1);
+        assert_eq!(entry.links[0].span_id.to_string(), "c000000000000003");
+        assert_eq!(
+            entry.links[0].attributes,
+            vec![KeyValue::new("reason", "batch")]
+        );
+        // Request tags go on the entry span only.
+        assert_eq!(
+            entry.attributes,
+            vec![
+                KeyValue::new("messaging.system", "redis"),
+                KeyValue::new("retries", 2i64)
+            ]
+        );
+        let child = trace
+            .spans
+            .iter()
+            .find(|s| s.name == "compute_vector")
+            .unwrap();
+        assert_eq!(child.parent_span_id, Some(entry.span_id));
+        assert_eq!(child.kind, SpanKind::Internal);
+        assert_eq!(child.scope.name, "clew-agent");
+        assert_eq!(
+            child.attributes,
+            vec![KeyValue::new("distance.m", AttributeValue::Double(412.5))]
+        );
+        assert!(
+            !trace
+                .spans
+                .iter()
+                .flat_map(|s| &s.attributes)
+                .any(|a| a.key == REQUEST_ID_ATTRIBUTE || a.key == UNFINISHED_ATTRIBUTE)
+        );
+    }
+
+    #[test]
+    fn a_span_batch_is_the_same_sent_whole_or_command_by_command() {
+        let mut batched = Vec::new();
+        session().handle(
+            command(json!({"BatchCommand": {"commands": sdk_batch("h-1")}})),
+            Timestamp(T0),
+            &mut batched,
+        );
+        let mut s = session();
+        let mut single = Vec::new();
+        for message in sdk_batch("h-1") {
+            let reply = s.handle(command(message), Timestamp(T0), &mut single);
+            assert!(matches!(reply, Reply::Success { .. }), "{reply:?}");
+        }
+        assert_eq!(batched[0].spans, single[0].spans);
+    }
+
+    #[test]
+    fn a_span_batch_refuses_what_it_cannot_keep_and_says_why() {
+        let mut s = session();
+        let mut out = Vec::new();
+        let reply = s.handle(
+            command(json!({"StartRequest": {"request_id": "h", "trace_id": "not-hex"}})),
+            Timestamp(T0),
+            &mut out,
+        );
+        assert!(
+            matches!(&reply, Reply::Failure { message } if message.contains("not a W3C trace id")),
+            "{reply:?}"
+        );
+        s.handle(
+            command(json!({"StartRequest": {"request_id": "h2", "trace_id": SDK_TRACE}})),
+            Timestamp(T0),
+            &mut out,
+        );
+        for (bad, expected) in [
+            (
+                json!({"StartSpan": {"request_id": "h2", "span_id": "span-1", "operation": "x"}}),
+                "not a W3C span id",
+            ),
+            (
+                json!({"StartSpan": {"request_id": "h2", "span_id": "a000000000000001", "parent_id": "0000000000000000", "operation": "x"}}),
+                "parent_id",
+            ),
+            (
+                json!({"StartSpan": {"request_id": "h2", "span_id": "a000000000000001", "operation": "x", "kind": "SIDEWAYS"}}),
+                "unknown kind",
+            ),
+            (
+                json!({"StartSpan": {"request_id": "h2", "span_id": "a000000000000001", "operation": "x", "links": [{"trace_id": SDK_TRACE, "span_id": "zz"}]}}),
+                "link span_id",
+            ),
+        ] {
+            let reply = s.handle(command(bad), Timestamp(T0), &mut out);
+            assert!(
+                matches!(&reply, Reply::Failure { message } if message.contains(expected)),
+                "{expected}: {reply:?}"
+            );
+        }
+        // The request is still usable after the refusals.
+        s.handle(
+            command(json!({"StartSpan": {"request_id": "h2", "span_id": "a000000000000001", "operation": "x"}})),
+            Timestamp(T0),
+            &mut out,
+        );
+        let reply = s.handle(
+            command(
+                json!({"StopSpan": {"span_id": "a000000000000001", "status": {"code": "MAYBE"}}}),
+            ),
+            Timestamp(T0),
+            &mut out,
+        );
+        assert!(
+            matches!(&reply, Reply::Failure { message } if message.contains("unknown status code")),
+            "{reply:?}"
+        );
+        s.handle(
+            command(json!({"FinishRequest": {"request_id": "h2"}})),
+            Timestamp(T0),
+            &mut out,
+        );
+        let trace = out.pop().unwrap();
+        assert_eq!(trace.spans.len(), 1);
+        assert_eq!(trace.spans[0].parent_span_id, None, "a root of its trace");
+    }
+
+    #[test]
+    fn the_node_agents_metadata_event_completes_the_resource() {
+        let mut s = Session::new("test", SessionLimits::default());
+        let mut out = Vec::new();
+        for message in [
+            json!({"Register": {"api_version": "1.0", "app": "orders-node", "key": "k"}}),
+            json!({"ApplicationEvent": {"event_type": "scout.metadata", "source": "Pid: 7",
+                "event_value": {"language": "nodejs", "language_version": "20.20.2", "hostname": "test-host", "libraries": []}}}),
+            json!({"StartRequest": {"request_id": "r"}}),
+            json!({"FinishRequest": {"request_id": "r"}}),
+        ] {
+            s.handle(command(message), Timestamp(T0), &mut out);
+        }
+        assert_eq!(
+            out[0].spans[0].resource.attributes,
+            vec![
+                KeyValue::new(SERVICE_NAME, "orders-node"),
+                KeyValue::new("host.name", "test-host"),
+                KeyValue::new("telemetry.sdk.language", "nodejs"),
+                KeyValue::new("process.runtime.version", "20.20.2"),
+            ]
+        );
+    }
+
+    #[test]
+    fn scout_requests_honour_an_explicit_kind_and_register_resource() {
+        let mut s = Session::new("test", SessionLimits::default());
+        let mut out = Vec::new();
+        s.handle(
+            command(json!({"Register": {"app": "shop", "resource": {"service.version": "1.2", "service.name": "ignored"}}})),
+            Timestamp(T0),
+            &mut out,
+        );
+        for message in [
+            json!({"StartRequest": {"request_id": "r"}}),
+            json!({"StartSpan": {"request_id": "r", "span_id": "s", "operation": "Custom/publish", "kind": "producer"}}),
+            json!({"StopSpan": {"span_id": "s"}}),
+            json!({"FinishRequest": {"request_id": "r"}}),
+        ] {
+            s.handle(command(message), Timestamp(T0), &mut out);
+        }
+        let trace = out.pop().unwrap();
+        assert_eq!(trace.spans.len(), 2, "Scout requests keep their root");
+        assert_eq!(trace.spans[1].kind, SpanKind::Producer);
+        assert_eq!(
+            trace.spans[0].resource.attributes,
+            vec![
+                KeyValue::new(SERVICE_NAME, "shop"),
+                KeyValue::new("service.version", "1.2")
+            ]
+        );
     }
 
     #[test]

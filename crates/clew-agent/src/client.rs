@@ -115,6 +115,7 @@ impl AgentClient {
             host: host.map(str::to_string),
             language: Some(language.to_string()),
             api_version: Some("1.0".into()),
+            resource: None,
         });
         self.expect_success(command).await
     }
@@ -181,6 +182,7 @@ impl RequestCommands {
             commands: vec![Command::StartRequest(StartRequest {
                 timestamp: Some(at),
                 request_id: request_id.clone(),
+                trace_id: None,
             })],
             request_id,
         }
@@ -213,6 +215,7 @@ impl RequestCommands {
             span_id: span_id.clone(),
             parent_id: parent_id.map(str::to_string),
             operation: operation.into(),
+            ..StartSpan::default()
         }));
         for (tag, value) in tags {
             self.commands.push(Command::TagSpan(TagSpan {
@@ -227,6 +230,7 @@ impl RequestCommands {
             timestamp: Some(end),
             request_id: Some(self.request_id.clone()),
             span_id,
+            status: None,
         }));
         self
     }

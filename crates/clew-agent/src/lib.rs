@@ -7,7 +7,8 @@
 //!   `BatchCommand` answered once;
 //! - the mapping of its requests, spans and tags onto clew's model ([`assembly`]): a
 //!   request is a trace rooted at a span for the request, and a `traceparent` tag joins
-//!   an existing distributed trace;
+//!   an existing distributed trace; clew's extension, the span batch, carries whole spans
+//!   (ids, kind, status, events, links) for SDKs that have them ([`span_batch_commands`]);
 //! - the listeners (unix socket and TCP, many clients, state isolated per connection),
 //!   the bounded queue in front of a [`SpanSink`], and draining on stop ([`Agent`]);
 //! - the daemon's life ([`daemon`]): one agent per socket (a lock plus a live probe),
@@ -37,6 +38,7 @@ pub mod frame;
 pub mod protocol;
 mod server;
 mod sink;
+mod span_batch;
 mod timestamp;
 
 pub use address::{AddressError, AgentAddress, ProbeResult};
@@ -54,4 +56,5 @@ pub use server::{
     run_agent,
 };
 pub use sink::{AbandonedTrace, LifecycleHook, MemorySink, SinkError, SpanSink};
+pub use span_batch::{attribute_to_json, register_resource, span_batch_commands};
 pub use timestamp::{Timestamp, TimestampError};

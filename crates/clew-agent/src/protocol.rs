@@ -7,6 +7,34 @@
 //! every field that one of them may leave out is optional here, and a missing timestamp
 //! means "when the agent read it".
 //!
+//! # clew's extensions
+//!
+//! Scout's protocol describes a request as one synthetic root with spans under it, names
+//! the span kind only through operation prefixes, and has no events, links or status. An
+//! OpenTelemetry-style SDK (clew's own) needs all of those, so clew reads a few optional
+//! fields and one extra command that Scout's agents never send; a message without them
+//! means exactly what it means to Scout's core-agent.
+//!
+//! - `Register.resource`: further resource attributes (`{"service.version": "1.2"}`);
+//!   `app` stays the service name.
+//! - `StartRequest.trace_id` (32 hex digits) makes the request a *span batch*: it is only
+//!   the envelope of the spans one handler produced and gets no span of its own. Its span
+//!   and parent ids must then be W3C ids (16 hex digits) and are stored as they are: a
+//!   `parent_id` may name a span of another process or of an earlier batch, and a span
+//!   without one is a root of the trace. Request tags go on the request's entry spans
+//!   (those whose parent is not in the request).
+//! - `StartSpan.kind` (`SERVER`, `CLIENT`, `PRODUCER`, `CONSUMER`, `INTERNAL`),
+//!   `StartSpan.trace_state`, `StartSpan.flags` (W3C trace flags), `StartSpan.scope`
+//!   (`{"name", "version"}` of the instrumentation) and `StartSpan.links`
+//!   (`[{"trace_id", "span_id", "trace_state", "attributes"}]`).
+//! - `StopSpan.status`: `{"code": "UNSET"|"OK"|"ERROR", "message": "..."}`.
+//! - `AddSpanEvent {timestamp, request_id, span_id, name, attributes}`: a timestamped
+//!   event on an open span.
+//!
+//! Attribute values are JSON: strings, booleans, integers (`3`), doubles (`3.0`), arrays
+//! and objects map to the typed attribute of the same shape; byte strings travel as arrays
+//! of integers.
+//!
 //! Parsing is done by hand from a [`serde_json::Value`] rather than by a derived
 //! `Deserialize`, because one bad command inside a `BatchCommand` must not discard the
 //! others, and an unknown command must be answered, not rejected as a syntax error.
@@ -29,6 +57,8 @@ pub enum Command {
     StartSpan(StartSpan),
     StopSpan(StopSpan),
     TagSpan(TagSpan),
+    /// clew's extension: an event on an open span.
+    AddSpanEvent(AddSpanEvent),
     /// A command this agent does not know; answered with a failure and otherwise ignored.
     #[serde(skip_serializing)]
     Unknown {
@@ -55,7 +85,13 @@ pub struct Register {
     pub language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// clew's extension: resource attributes beyond `app`, `host` and `language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Attributes>,
 }
+
+/// Attributes as a JSON object; values as described in the module documentation.
+pub type Attributes = serde_json::Map<String, Value>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplicationEvent {
@@ -83,6 +119,10 @@ pub struct StartRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<Timestamp>,
     pub request_id: String,
+    /// clew's extension: the trace the request's spans belong to. Makes the request a
+    /// span batch with no span of its own (see the module documentation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,7 +142,7 @@ pub struct TagRequest {
     pub value: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct StartSpan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<Timestamp>,
@@ -112,6 +152,47 @@ pub struct StartSpan {
     #[serde(default)]
     pub parent_id: Option<String>,
     pub operation: String,
+    /// clew's extension: `SERVER`, `CLIENT`, `PRODUCER`, `CONSUMER` or `INTERNAL`;
+    /// without it the kind is guessed from the operation's prefix (`SQL/` is a client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// clew's extension: the span's W3C `tracestate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_state: Option<String>,
+    /// clew's extension: the span's W3C trace flags (`1` = sampled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u32>,
+    /// clew's extension: the instrumentation that made the span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<ScopeName>,
+    /// clew's extension: spans this one is causally linked to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<SpanLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ScopeName {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpanLink {
+    pub trace_id: String,
+    pub span_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trace_state: String,
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanStatus {
+    /// `UNSET`, `OK` or `ERROR`.
+    pub code: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +202,22 @@ pub struct StopSpan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     pub span_id: String,
+    /// clew's extension: how the span's operation ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SpanStatus>,
+}
+
+/// clew's extension: `{"AddSpanEvent": {...}}`, an event on an open span.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddSpanEvent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub span_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +258,7 @@ impl Command {
             Command::StartSpan(_) => "StartSpan",
             Command::StopSpan(_) => "StopSpan",
             Command::TagSpan(_) => "TagSpan",
+            Command::AddSpanEvent(_) => "AddSpanEvent",
             Command::Unknown { name } | Command::Malformed { name, .. } => name,
         }
     }
@@ -206,6 +304,7 @@ impl Command {
             "StartSpan" => read(name, body, Command::StartSpan),
             "StopSpan" => read(name, body, Command::StopSpan),
             "TagSpan" => read(name, body, Command::TagSpan),
+            "AddSpanEvent" => read(name, body, Command::AddSpanEvent),
             "BatchCommand" => Command::batch_from(body),
             _ => Command::Unknown { name },
         }
@@ -362,6 +461,7 @@ mod tests {
                 host: None,
                 language: Some("python".into()),
                 api_version: Some("1.0".into()),
+                resource: None,
             })
         );
         let start = Command::from_value(json!({"StartSpan": {
@@ -455,6 +555,7 @@ mod tests {
                     span_id: "span-1".into(),
                     parent_id: None,
                     operation: "Job/x".into(),
+                    ..StartSpan::default()
                 }),
             ],
         });

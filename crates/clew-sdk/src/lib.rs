@@ -84,8 +84,8 @@ pub use clock::now_unix_nanos;
 pub use context::{Context, ContextGuard, FutureExt, InSpan, SpanContext, WithContext};
 pub use envelope::{Envelope, EnvelopeError};
 pub use export::{
-    ExportError, InMemoryExporter, NoopExporter, OtlpGrpcExporter, OtlpHttpExporter, SpanBatch,
-    SpanExporter,
+    AgentExporter, ExportError, InMemoryExporter, NoopExporter, OtlpGrpcExporter, OtlpHttpExporter,
+    SpanBatch, SpanExporter,
 };
 pub use frame::{Frame, FrameError};
 pub use layer::ClewLayer;

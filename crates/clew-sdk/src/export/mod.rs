@@ -1,5 +1,6 @@
 //! Exporters: where batches of finished spans go.
 
+mod agent;
 mod otlp;
 
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use clew_otlp::ExportTraceServiceRequest;
 use crate::Tracer;
 use crate::tracer::FinishedSpan;
 
+pub use agent::AgentExporter;
 pub use otlp::{OtlpGrpcExporter, OtlpHttpExporter};
 
 /// Why a batch was not exported.
