@@ -176,7 +176,15 @@ pub fn get_json(url: &str) -> (u16, serde_json::Value) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let response = reqwest::get(url).await.expect("GET");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let response = client
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let status = response.status().as_u16();
         let body = response.bytes().await.expect("body");
         let json = serde_json::from_slice(&body).unwrap_or_else(|_| {
