@@ -420,7 +420,7 @@ impl Session {
         if let Some(language) = register.language.clone().filter(|l| !l.is_empty()) {
             attributes.push(KeyValue::new("telemetry.sdk.language", language));
         }
-        for (key, value) in register.resource.iter().flatten() {
+        for (key, value) in register.resource.iter().flat_map(|r| &r.0) {
             if value.is_null() || attributes.iter().any(|a| a.key == *key) {
                 continue;
             }
@@ -838,6 +838,7 @@ fn to_status(status: &SpanStatus) -> Result<Status, String> {
 
 fn map_attributes(attributes: &Attributes) -> Vec<KeyValue> {
     attributes
+        .0
         .iter()
         .filter(|(_, value)| !value.is_null())
         .map(|(key, value)| KeyValue::new(key.as_str(), json_to_attribute(value)))

@@ -15,7 +15,7 @@
 //! fields and one extra command that Scout's agents never send; a message without them
 //! means exactly what it means to Scout's core-agent.
 //!
-//! - `Register.resource`: further resource attributes (`{"service.version": "1.2"}`);
+//! - `Register.resource`: further resource attributes (`[["service.version", "1.2"]]`);
 //!   `app` stays the service name.
 //! - `StartRequest.trace_id` (32 hex digits) makes the request a *span batch*: it is only
 //!   the envelope of the spans one handler produced and gets no span of its own. Its span
@@ -31,9 +31,10 @@
 //! - `AddSpanEvent {timestamp, request_id, span_id, name, attributes}`: a timestamped
 //!   event on an open span.
 //!
-//! Attribute values are JSON: strings, booleans, integers (`3`), doubles (`3.0`), arrays
-//! and objects map to the typed attribute of the same shape; byte strings travel as arrays
-//! of integers.
+//! Attributes of resources, events and links are lists of `["key", value]` pairs, so their
+//! order survives (see [`Attributes`]). Values are JSON: strings, booleans, integers (`3`),
+//! doubles (`3.0`), arrays and objects map to the typed attribute of the same shape; byte
+//! strings travel as arrays of integers.
 //!
 //! Parsing is done by hand from a [`serde_json::Value`] rather than by a derived
 //! `Deserialize`, because one bad command inside a `BatchCommand` must not discard the
@@ -90,8 +91,51 @@ pub struct Register {
     pub resource: Option<Attributes>,
 }
 
-/// Attributes as a JSON object; values as described in the module documentation.
-pub type Attributes = serde_json::Map<String, Value>;
+/// Attributes in their order. Sent as `[["key", value], ...]`, because a JSON object's
+/// order does not survive every parser (`serde_json`'s own map sorts its keys); an object
+/// `{"key": value}` is read too, for hand-written messages, in the order its parser gives.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Attributes(pub Vec<(String, Value)>);
+
+impl Attributes {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(deserializer)? {
+            Value::Object(map) => Ok(Attributes(map.into_iter().collect())),
+            Value::Array(pairs) => pairs
+                .into_iter()
+                .map(|pair| match pair {
+                    Value::Array(mut kv) if kv.len() == 2 && kv[0].is_string() => {
+                        let value = kv.pop().unwrap_or_default();
+                        let Some(Value::String(key)) = kv.pop() else {
+                            unreachable!("checked to be a string")
+                        };
+                        Ok((key, value))
+                    }
+                    other => Err(D::Error::custom(format!(
+                        "an attribute must be a [\"key\", value] pair, not {other}"
+                    ))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Attributes),
+            other => Err(D::Error::custom(format!(
+                "attributes must be [[\"key\", value], ...] or an object, not {other}"
+            ))),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplicationEvent {

@@ -23,12 +23,14 @@ pub fn register_resource(resource: &Resource, language: &str) -> Command {
         .find(|a| a.key == SERVICE_NAME)
         .and_then(|a| a.value.as_str())
         .map(str::to_string);
-    let extra: Attributes = resource
-        .attributes
-        .iter()
-        .filter(|a| a.key != SERVICE_NAME)
-        .map(|a| (a.key.clone(), attribute_to_json(&a.value)))
-        .collect();
+    let extra = Attributes(
+        resource
+            .attributes
+            .iter()
+            .filter(|a| a.key != SERVICE_NAME)
+            .map(|a| (a.key.clone(), attribute_to_json(&a.value)))
+            .collect(),
+    );
     Command::Register(Register {
         app,
         key: None,
@@ -126,10 +128,12 @@ pub fn span_batch_commands<S: Borrow<Span>>(request_id: &str, spans: &[S]) -> Ve
 }
 
 fn to_json_map(attributes: &[KeyValue]) -> Attributes {
-    attributes
-        .iter()
-        .map(|a| (a.key.clone(), attribute_to_json(&a.value)))
-        .collect()
+    Attributes(
+        attributes
+            .iter()
+            .map(|a| (a.key.clone(), attribute_to_json(&a.value)))
+            .collect(),
+    )
 }
 
 /// The JSON the agent reads back as the same typed attribute (see
@@ -148,7 +152,12 @@ pub fn attribute_to_json(value: &AttributeValue) -> Value {
             Value::Array(bytes.iter().map(|b| Value::Number((*b).into())).collect())
         }
         AttributeValue::Array(items) => Value::Array(items.iter().map(attribute_to_json).collect()),
-        AttributeValue::Map(entries) => Value::Object(to_json_map(entries)),
+        AttributeValue::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|a| (a.key.clone(), attribute_to_json(&a.value)))
+                .collect(),
+        ),
     }
 }
 
@@ -195,7 +204,11 @@ mod tests {
             events: vec![Event {
                 time_unix_nano: T0 + 5_000,
                 name: "lock_acquired".into(),
-                attributes: vec![KeyValue::new("distance.m", AttributeValue::Double(412.5))],
+                // Not in key order: the wire form must keep the recorded order.
+                attributes: vec![
+                    KeyValue::new("target", "orlan"),
+                    KeyValue::new("distance.m", AttributeValue::Double(412.5)),
+                ],
             }],
             links: vec![Link {
                 trace_id: TraceId::from_hex("0192f3a1b2c3d4e5f60718293a4b5c00").unwrap(),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use clew_demo::{
-    DEFAULT_SEED, DESTROYED_EXIT_CODE, Export, Fault, OtlpProtocol, ProcessLauncher, Scenario,
+    DEFAULT_SEED, DESTROYED_EXIT_CODE, Export, ExportProtocol, Fault, ProcessLauncher, Scenario,
     ScenarioConfig, Service, ServiceExit, ServiceProcess, TraceIds, expected_span_counts,
     run_service_process,
 };
@@ -86,9 +86,16 @@ struct RunArgs {
     /// `lost-death-notice` (orlan's death notice is never delivered). Repeatable.
     #[arg(long = "fault", value_name = "NAME")]
     faults: Vec<Fault>,
-    /// How the services export their spans: `grpc` or `http`.
-    #[arg(long, default_value = "grpc", value_name = "PROTOCOL")]
-    otlp_protocol: OtlpProtocol,
+    /// How the services send their spans to the server: `grpc` or `http` (OTLP), or
+    /// `agent` (the agent wire protocol on its unix socket, one BatchCommand per
+    /// message handler).
+    #[arg(
+        long,
+        alias = "otlp-protocol",
+        default_value = "grpc",
+        value_name = "PROTOCOL"
+    )]
+    export: ExportProtocol,
 }
 
 #[derive(Args)]
@@ -101,9 +108,9 @@ struct ServiceArgs {
     #[arg(long = "redis")]
     redis_url: String,
     #[arg(long)]
-    otlp_endpoint: String,
+    export_endpoint: String,
     #[arg(long, default_value = "grpc")]
-    otlp_protocol: OtlpProtocol,
+    export: ExportProtocol,
     #[arg(long)]
     ares_addr: Option<SocketAddr>,
 }
@@ -121,8 +128,8 @@ pub async fn run(args: DemoArgs, http_addr: Option<SocketAddr>) -> Result<()> {
                 faults: service.faults,
                 redis_url: service.redis_url,
                 export: Export {
-                    endpoint: service.otlp_endpoint,
-                    protocol: service.otlp_protocol,
+                    endpoint: service.export_endpoint,
+                    protocol: service.export,
                 },
                 ares_addr: service.ares_addr,
             })
@@ -168,9 +175,14 @@ async fn run_demo(args: RunArgs, http_addr: Option<SocketAddr>) -> Result<()> {
 
 async fn tell_the_story(server: &Server, config: &Config, args: &RunArgs) -> Result<TraceIds> {
     let addresses = &server.addresses;
-    let endpoint = match args.otlp_protocol {
-        OtlpProtocol::Grpc => format!("http://{}", reachable(addresses.otlp_grpc)),
-        OtlpProtocol::Http => format!("http://{}", reachable(addresses.otlp_http)),
+    let endpoint = match args.export {
+        ExportProtocol::Grpc => format!("http://{}", reachable(addresses.otlp_grpc)),
+        ExportProtocol::Http => format!("http://{}", reachable(addresses.otlp_http)),
+        ExportProtocol::Agent => addresses
+            .agent
+            .first()
+            .context("--export agent needs the agent listener, and it is disabled")?
+            .to_string(),
     };
     let processes = if args.processes {
         Some(ProcessLauncher {
@@ -203,10 +215,10 @@ async fn tell_the_story(server: &Server, config: &Config, args: &RunArgs) -> Res
         println!("  faults      {}", faults.join(", "));
     }
     println!("  data dir    {}", config.data_dir.display());
-    println!(
-        "  export      OTLP/{} {endpoint}",
-        args.otlp_protocol.as_str()
-    );
+    match args.export {
+        ExportProtocol::Agent => println!("  export      agent protocol {endpoint}"),
+        otlp => println!("  export      OTLP/{} {endpoint}", otlp.as_str()),
+    }
     println!("  UI and API  http://{}/", addresses.http);
 
     let mut scenario = Scenario::start(ScenarioConfig {
@@ -216,7 +228,7 @@ async fn tell_the_story(server: &Server, config: &Config, args: &RunArgs) -> Res
         processes,
         export: Export {
             endpoint,
-            protocol: args.otlp_protocol,
+            protocol: args.export,
         },
     })
     .await?;

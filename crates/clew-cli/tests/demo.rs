@@ -889,9 +889,42 @@ fn over_a_real_redis_both_traces_have_the_seeds_structure() {
 }
 
 #[test]
+fn through_the_agent_protocol_the_story_is_the_same() {
+    let run = run_demo(&["--export", "agent"]);
+    assert!(
+        run.stdout.contains("export      agent protocol "),
+        "{}",
+        run.stdout
+    );
+    let stored = stored(&run);
+    assert_lock_request(&stored.lock_request, "inproc");
+    assert_intercept(&stored.intercept_execution, &stored.flight, "inproc");
+    // Nothing the agent protocol would add on its own: no request spans, no Scout ids.
+    for span in stored
+        .lock_request
+        .iter()
+        .chain(&stored.intercept_execution)
+    {
+        assert!(
+            !span
+                .attributes
+                .iter()
+                .any(|a| a.key.starts_with("scout.") || a.key.starts_with("clew.")),
+            "{}: {:?}",
+            span.name,
+            span.attributes
+        );
+        assert_eq!(span.scope.name, "clew-demo", "{}", span.name);
+    }
+    assert_golden("demo-seed-1.txt", &normalise(&run.stdout));
+}
+
+/// The drones' processes export through the agent protocol: each shuts its provider
+/// down and exits with 666 right after, as in the seed, and the agent still has it all.
+#[test]
 fn as_processes_over_redis_the_drones_that_exited_sent_all_their_spans() {
     let redis = RedisServer::start();
-    let run = run_demo(&["--redis", &redis.url(), "--processes"]);
+    let run = run_demo(&["--redis", &redis.url(), "--processes", "--export", "agent"]);
     // A process status keeps 8 bits of 666.
     for drone in ["striker", "orlan"] {
         assert!(

@@ -163,38 +163,46 @@ impl TraceLabel {
 
 /// How spans leave the services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OtlpProtocol {
+pub enum ExportProtocol {
+    /// OTLP/gRPC, in batches cut by size and time.
     #[default]
     Grpc,
+    /// OTLP/HTTP with protobuf bodies, in batches cut by size and time.
     Http,
+    /// The agent wire protocol (a unix socket or `tcp://`): one `BatchCommand` per
+    /// message handler, as APM agents send to their per-host daemon.
+    Agent,
 }
 
-impl OtlpProtocol {
+impl ExportProtocol {
     pub fn as_str(self) -> &'static str {
         match self {
-            OtlpProtocol::Grpc => "grpc",
-            OtlpProtocol::Http => "http",
+            ExportProtocol::Grpc => "grpc",
+            ExportProtocol::Http => "http",
+            ExportProtocol::Agent => "agent",
         }
     }
 }
 
-impl FromStr for OtlpProtocol {
+impl FromStr for ExportProtocol {
     type Err = DemoError;
-    fn from_str(s: &str) -> Result<OtlpProtocol, DemoError> {
+    fn from_str(s: &str) -> Result<ExportProtocol, DemoError> {
         match s {
-            "grpc" => Ok(OtlpProtocol::Grpc),
-            "http" => Ok(OtlpProtocol::Http),
+            "grpc" => Ok(ExportProtocol::Grpc),
+            "http" => Ok(ExportProtocol::Http),
+            "agent" => Ok(ExportProtocol::Agent),
             other => Err(DemoError::UnknownProtocol(other.to_string())),
         }
     }
 }
 
-/// The collector the services export to.
+/// Where the services export to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
-    /// `http://127.0.0.1:4317` for gRPC, `http://127.0.0.1:4318` for HTTP.
+    /// `http://127.0.0.1:4317` for gRPC, `http://127.0.0.1:4318` for HTTP, the agent's
+    /// unix socket path or `tcp://127.0.0.1:6590` for the agent protocol.
     pub endpoint: String,
-    pub protocol: OtlpProtocol,
+    pub protocol: ExportProtocol,
 }
 
 /// How many spans each trace has when everything arrived: what a caller waits for.
@@ -228,8 +236,10 @@ pub enum DemoError {
         "unknown service {0:?}; expected fpv-ops, tower-sidecar, striker, drone-cmd, ares or orlan"
     )]
     UnknownService(String),
-    #[error("unknown OTLP protocol {0:?}; expected grpc or http")]
+    #[error("unknown export protocol {0:?}; expected grpc, http or agent")]
     UnknownProtocol(String),
+    #[error("cannot export the spans: {0}")]
+    Export(String),
     #[error(
         "--processes runs each service as its own OS process, and the in-process bus cannot cross processes: give it a Redis with --redis redis://127.0.0.1:6379"
     )]

@@ -248,9 +248,9 @@ impl Scenario {
                     .arg(setup.seed.to_string())
                     .arg("--redis")
                     .arg(self.config.redis_url.clone().unwrap_or_default())
-                    .arg("--otlp-endpoint")
+                    .arg("--export-endpoint")
                     .arg(&setup.export.endpoint)
-                    .arg("--otlp-protocol")
+                    .arg("--export")
                     .arg(setup.export.protocol.as_str());
                 for fault in &setup.faults {
                     command.arg("--fault").arg(fault.as_str());

@@ -18,14 +18,14 @@ use std::time::Duration;
 
 use clew_sdk::messaging::{self, Message, MessagingError, Subscription};
 use clew_sdk::{
-    BatchConfig, BatchProcessor, Bus, Envelope, OtlpGrpcExporter, OtlpHttpExporter, RedisBus,
-    StatusCode, Tracer, TracerProvider,
+    AgentExporter, BatchConfig, BatchProcessor, Bus, Envelope, OtlpGrpcExporter, OtlpHttpExporter,
+    RedisBus, StatusCode, Tracer, TracerProvider,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::world::World;
-use crate::{DESTROYED_EXIT_CODE, DemoError, Export, Fault, OtlpProtocol, Report, Service};
+use crate::{DESTROYED_EXIT_CODE, DemoError, Export, ExportProtocol, Fault, Report, Service};
 
 /// Where a run is: services wait for `Go` (only fpv-ops does, to start the story) and
 /// finish on `Stop`.
@@ -162,7 +162,13 @@ impl Ctx {
 /// exit code.
 pub(crate) async fn drive(setup: Setup, reporter: Reporter, phase: watch::Receiver<Phase>) -> i32 {
     let service = setup.service;
-    let provider = provider(&setup.export);
+    let provider = match provider(&setup.export) {
+        Ok(provider) => provider,
+        Err(error) => {
+            reporter.report(service, Report::Failed(error.to_string()));
+            return 1;
+        }
+    };
     let tracer = provider.tracer(service.as_str());
     let outcome = async {
         let bus: Arc<dyn Bus> = match setup.bus {
@@ -209,19 +215,30 @@ pub(crate) async fn drive(setup: Setup, reporter: Reporter, phase: watch::Receiv
 /// story arrive while the services still run.
 const EXPORT_DELAY: Duration = Duration::from_millis(100);
 
-fn provider(export: &Export) -> TracerProvider {
-    let config = BatchConfig {
+fn provider(export: &Export) -> Result<TracerProvider, DemoError> {
+    let by_size = BatchConfig {
         scheduled_delay: EXPORT_DELAY,
         ..BatchConfig::default()
     };
     let processor = match export.protocol {
-        OtlpProtocol::Grpc => BatchProcessor::new(OtlpGrpcExporter::new(&export.endpoint), config),
-        OtlpProtocol::Http => BatchProcessor::new(OtlpHttpExporter::new(&export.endpoint), config),
+        ExportProtocol::Grpc => {
+            BatchProcessor::new(OtlpGrpcExporter::new(&export.endpoint), by_size)
+        }
+        ExportProtocol::Http => {
+            BatchProcessor::new(OtlpHttpExporter::new(&export.endpoint), by_size)
+        }
+        ExportProtocol::Agent => BatchProcessor::new(
+            AgentExporter::new(&export.endpoint).map_err(|e| DemoError::Export(e.to_string()))?,
+            BatchConfig {
+                scheduled_delay: EXPORT_DELAY,
+                ..AgentExporter::batch_config()
+            },
+        ),
     };
-    TracerProvider::builder()
+    Ok(TracerProvider::builder()
         .with_processor(processor)
         .with_scope("clew-demo", env!("CARGO_PKG_VERSION"))
-        .build()
+        .build())
 }
 
 /// What a publish that checks its receivers learned.
