@@ -3,24 +3,35 @@
 //! A trace is registered (IN_PROGRESS) when its first span is stored, marked ERRORED
 //! when a span ends with error status or arrives unfinished (a worker died mid-request),
 //! and COMPLETED once its root span has ended and nothing more arrived for a quiet
-//! period. Traces whose root never comes are left to the watchdog, which sweeps them as
-//! orphaned. Registry trouble never slows ingestion: the pipeline hands over facts
+//! period.
+//!
+//! Many traces have no root here: a request that joined a `traceparent` from a caller
+//! that does not report to clew (a browser, another vendor's agent) starts with a SERVER
+//! or CONSUMER span whose parent lives elsewhere. Such a trace is COMPLETED too, after
+//! [`REMOTE_ROOT_QUIET_FACTOR`] quiet periods, when every span whose parent is missing is
+//! one that receives work from another process. A span of any other kind with a missing
+//! parent means a span of this system is missing, so that trace is left to the
+//! watchdog, which sweeps it as orphaned, as it does traces whose root never came. Registry trouble never slows ingestion: the pipeline hands over facts
 //! through a bounded channel (dropping, and counting, when it is full), and registry
 //! calls that fail are retried in order with back-off.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clew_ingest::StoredSpans;
-use clew_model::{AttributeValue, Span, TraceId};
+use clew_model::{AttributeValue, Span, SpanId, TraceId};
 use clew_registry::{Metadata, Registry, TraceState};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// The attribute the agent puts on spans that were still open when their worker vanished.
 pub const UNFINISHED_ATTRIBUTE: &str = "clew.unfinished";
+/// How many quiet periods a trace whose root lives in another system must stay quiet
+/// before it counts as complete: longer than for a rooted trace, because its upstream
+/// may still be sending.
+pub const REMOTE_ROOT_QUIET_FACTOR: u32 = 3;
 
 #[derive(Debug, Clone)]
 pub struct LifecycleConfig {
@@ -46,7 +57,10 @@ impl Default for LifecycleConfig {
 /// What the tracker needs to know of a stored span.
 struct SpanFact {
     trace_id: TraceId,
-    is_root: bool,
+    span_id: SpanId,
+    parent: Option<SpanId>,
+    /// SERVER or CONSUMER: its parent normally lives in another process.
+    receives_remote_work: bool,
     error: Option<String>,
     unfinished: bool,
     service: String,
@@ -71,7 +85,9 @@ impl SpanFact {
         });
         SpanFact {
             trace_id: span.trace_id,
-            is_root: span.parent_span_id.is_none(),
+            span_id: span.span_id,
+            parent: span.parent_span_id,
+            receives_remote_work: span.kind.is_remote_receiver(),
             error,
             unfinished,
             service: span.service_name().to_string(),
@@ -113,6 +129,23 @@ struct Tracked {
     root_ended: bool,
     finished: bool,
     last_activity: Instant,
+    /// Until the root arrives: the spans seen, and for each span with a parent, that
+    /// parent and whether the span receives remote work.
+    seen: HashSet<SpanId>,
+    parents: Vec<(SpanId, bool)>,
+}
+
+impl Tracked {
+    /// Whether the spans that arrived form a trace entered only from outside: some
+    /// parents are missing, and every span that names one receives remote work.
+    fn entered_from_elsewhere(&self) -> bool {
+        let mut dangling = self
+            .parents
+            .iter()
+            .filter(|(parent, _)| !self.seen.contains(parent))
+            .peekable();
+        dangling.peek().is_some() && dangling.all(|(_, receives)| *receives)
+    }
 }
 
 /// Starts the tracker task; returns the feed to give the pipeline.
@@ -208,10 +241,23 @@ fn absorb(batch: Vec<SpanFact>, tracked: &mut HashMap<TraceId, Tracked>, ops: &m
                 root_ended: false,
                 finished: false,
                 last_activity: now,
+                seen: HashSet::new(),
+                parents: Vec::new(),
             }
         });
         entry.last_activity = now;
-        entry.root_ended |= fact.is_root;
+        match fact.parent {
+            None => {
+                entry.root_ended = true;
+                entry.seen = HashSet::new();
+                entry.parents = Vec::new();
+            }
+            Some(parent) if !entry.root_ended && !entry.finished => {
+                entry.seen.insert(fact.span_id);
+                entry.parents.push((parent, fact.receives_remote_work));
+            }
+            Some(_) => {}
+        }
         if entry.finished {
             continue;
         }
@@ -240,11 +286,20 @@ fn complete_quiet_traces(
 ) {
     let now = Instant::now();
     for (id, entry) in tracked.iter_mut() {
-        if entry.root_ended
-            && !entry.finished
-            && now.duration_since(entry.last_activity) >= config.quiet_period
-        {
+        if entry.finished {
+            continue;
+        }
+        let quiet = now.duration_since(entry.last_activity);
+        let complete = if entry.root_ended {
+            quiet >= config.quiet_period
+        } else {
+            quiet >= config.quiet_period * REMOTE_ROOT_QUIET_FACTOR
+                && entry.entered_from_elsewhere()
+        };
+        if complete {
             entry.finished = true;
+            entry.seen = HashSet::new();
+            entry.parents = Vec::new();
             ops.push_back(Op::Complete { id: *id });
         }
     }
