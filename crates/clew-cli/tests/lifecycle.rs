@@ -211,12 +211,17 @@ fn redis_registry_keeps_the_seed_keyspace_and_survives_a_redis_restart() {
 }
 
 /// A request that joined a caller's `traceparent` has no root here; it still completes
-/// when all it lacks is that caller. A trace missing one of its own spans does not.
+/// when all it lacks is that caller. A trace missing one of its own spans does not, nor
+/// does a consumer whose producer never reported (it crashed before exporting).
 #[test]
 fn a_trace_entered_from_an_unreporting_caller_completes_one_missing_its_own_span_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let clew = Clew::start_with(dir.path(), &["--trace-quiet-period", "200ms"]);
-    let (joined, broken) = (TraceId::generate(), TraceId::generate());
+    let (joined, broken, unpublished) = (
+        TraceId::generate(),
+        TraceId::generate(),
+        TraceId::generate(),
+    );
     let browser = SpanId::generate();
     let with_kind = |mut span: Span, kind| {
         span.kind = kind;
@@ -240,10 +245,15 @@ fn a_trace_entered_from_an_unreporting_caller_completes_one_missing_its_own_span
         span(broken, Some(broken_entry.span_id), "render", false),
         broken_entry,
         span(broken, Some(never_sent), "format_row", false),
+        with_kind(
+            span(unpublished, Some(never_sent), "consume_death-knell", false),
+            SpanKind::Consumer,
+        ),
     ];
     assert_eq!(clew.send_spans(&spans), 200);
     wait_for_state(&clew, joined, "COMPLETED");
     // Both went quiet at the same moment, so the broken one had as long.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(lifecycle(&clew, broken)["state"], "IN_PROGRESS");
+    assert_eq!(lifecycle(&clew, unpublished)["state"], "IN_PROGRESS");
 }

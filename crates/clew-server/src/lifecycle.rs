@@ -7,11 +7,12 @@
 //!
 //! Many traces have no root here: a request that joined a `traceparent` from a caller
 //! that does not report to clew (a browser, another vendor's agent) starts with a SERVER
-//! or CONSUMER span whose parent lives elsewhere. Such a trace is COMPLETED too, after
+//! span whose parent lives elsewhere. Such a trace is COMPLETED too, after
 //! [`REMOTE_ROOT_QUIET_FACTOR`] quiet periods, when every span whose parent is missing is
-//! one that receives work from another process. A span of any other kind with a missing
-//! parent means a span of this system is missing, so that trace is left to the
-//! watchdog, which sweeps it as orphaned, as it does traces whose root never came. Registry trouble never slows ingestion: the pipeline hands over facts
+//! a SERVER span. Any other span with a missing parent means a span of this system is
+//! missing (a consumer whose producer crashed before exporting, a child whose parent's
+//! worker died), so that trace is left to the watchdog, which sweeps it as orphaned, as
+//! it does traces whose root never came. Registry trouble never slows ingestion: the pipeline hands over facts
 //! through a bounded channel (dropping, and counting, when it is full), and registry
 //! calls that fail are retried in order with back-off.
 
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clew_ingest::StoredSpans;
-use clew_model::{AttributeValue, Span, SpanId, TraceId};
+use clew_model::{AttributeValue, Span, SpanId, SpanKind, TraceId};
 use clew_registry::{Metadata, Registry, TraceState};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -59,8 +60,8 @@ struct SpanFact {
     trace_id: TraceId,
     span_id: SpanId,
     parent: Option<SpanId>,
-    /// SERVER or CONSUMER: its parent normally lives in another process.
-    receives_remote_work: bool,
+    /// A SERVER span: its caller may be outside the traced system.
+    serves_a_call: bool,
     error: Option<String>,
     unfinished: bool,
     service: String,
@@ -87,7 +88,7 @@ impl SpanFact {
             trace_id: span.trace_id,
             span_id: span.span_id,
             parent: span.parent_span_id,
-            receives_remote_work: span.kind.is_remote_receiver(),
+            serves_a_call: span.kind == SpanKind::Server,
             error,
             unfinished,
             service: span.service_name().to_string(),
@@ -130,21 +131,21 @@ struct Tracked {
     finished: bool,
     last_activity: Instant,
     /// Until the root arrives: the spans seen, and for each span with a parent, that
-    /// parent and whether the span receives remote work.
+    /// parent and whether the span serves a call.
     seen: HashSet<SpanId>,
     parents: Vec<(SpanId, bool)>,
 }
 
 impl Tracked {
     /// Whether the spans that arrived form a trace entered only from outside: some
-    /// parents are missing, and every span that names one receives remote work.
+    /// parents are missing, and every span that names one serves a call.
     fn entered_from_elsewhere(&self) -> bool {
         let mut dangling = self
             .parents
             .iter()
             .filter(|(parent, _)| !self.seen.contains(parent))
             .peekable();
-        dangling.peek().is_some() && dangling.all(|(_, receives)| *receives)
+        dangling.peek().is_some() && dangling.all(|(_, serves)| *serves)
     }
 }
 
@@ -254,7 +255,7 @@ fn absorb(batch: Vec<SpanFact>, tracked: &mut HashMap<TraceId, Tracked>, ops: &m
             }
             Some(parent) if !entry.root_ended && !entry.finished => {
                 entry.seen.insert(fact.span_id);
-                entry.parents.push((parent, fact.receives_remote_work));
+                entry.parents.push((parent, fact.serves_a_call));
             }
             Some(_) => {}
         }
