@@ -247,7 +247,13 @@ export interface TraceDiff {
     subtree_spans: number;
   }[];
   durations: { path: string; expected_us: number; actual_us: number; delta_us: number }[];
-  first_divergence: { index: number; expected: string | null; actual: string | null } | null;
+  /** `index` is on the expected timeline, `actual_index` (when given) on the actual one. */
+  first_divergence: {
+    index: number;
+    expected: string | null;
+    actual: string | null;
+    actual_index?: number;
+  } | null;
 }
 
 export interface DiffSpan {

@@ -601,7 +601,7 @@ fn render_diff(d: &TraceDiff, a: TraceId, b: TraceId) -> String {
     }
     match &d.first_divergence {
         Some(div) => out.push_str(&format!("first divergence: {div}\n")),
-        None => out.push_str("the timelines do not diverge\n"),
+        None => out.push_str("the traces do not diverge\n"),
     }
     out
 }

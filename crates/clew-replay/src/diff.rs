@@ -7,6 +7,11 @@
 //! of every match. Children left over on both sides with the same service and kind are
 //! taken to be one span renamed; what is still left was deleted or inserted, reported
 //! once for the whole subtree.
+//!
+//! The first divergence follows from that alignment: on each timeline, the first event
+//! without an equal on the other side (a span's start, event or end, where the span was
+//! deleted, inserted or changed in what that event shows). Concurrent branches that
+//! merely ran in another order do not diverge.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -123,6 +128,7 @@ pub fn diff_timelines(expected: &Timeline, actual: &Timeline) -> TraceDiff {
     let mut durations = Vec::new();
 
     // (expected node, actual node, path entry); `None` nodes are the virtual root.
+    let mut alignment = Alignment::new(&ta, &tb);
     let mut stack: Vec<(Option<usize>, Option<usize>, Option<usize>)> = vec![(None, None, None)];
     while let Some((na, nb, entry)) = stack.pop() {
         let kids_a = ta.children(na);
@@ -139,6 +145,7 @@ pub fn diff_timelines(expected: &Timeline, actual: &Timeline) -> TraceDiff {
                 } => {
                     let e = paths.push(entry, ta.segment(a, occurrence));
                     let changes = compare(&ta, a, &tb, b, renamed, options);
+                    alignment.pair(a, b, &changes);
                     if !changes.is_empty() {
                         edits.push(Edit {
                             op: EditOp::Changed,
@@ -193,8 +200,106 @@ pub fn diff_timelines(expected: &Timeline, actual: &Timeline) -> TraceDiff {
         actual_signature: actual.trace_signature(),
         edits,
         durations,
-        first_divergence: expected.first_divergence(actual),
+        first_divergence: alignment.first_divergence(&ta, &tb),
     }
+}
+
+/// Which spans of the two sides were paired, and what about each pair differs.
+struct Alignment {
+    counterpart_a: Vec<Option<usize>>,
+    counterpart_b: Vec<Option<usize>>,
+    /// Per node of either side: its start (name, kind, chosen attributes) differs, its
+    /// end (status) differs.
+    start_differs: Vec<bool>,
+    end_differs: Vec<bool>,
+}
+
+impl Alignment {
+    fn new(ta: &Side<'_>, tb: &Side<'_>) -> Alignment {
+        let (na, nb) = (ta.order.len(), tb.order.len());
+        Alignment {
+            counterpart_a: vec![None; na],
+            counterpart_b: vec![None; nb],
+            start_differs: vec![false; na],
+            end_differs: vec![false; na],
+        }
+    }
+
+    fn pair(&mut self, a: usize, b: usize, changes: &[FieldChange]) {
+        self.counterpart_a[a] = Some(b);
+        self.counterpart_b[b] = Some(a);
+        for change in changes {
+            match change.field.as_str() {
+                "status" => self.end_differs[a] = true,
+                "events" => {}
+                _ => self.start_differs[a] = true,
+            }
+        }
+    }
+
+    fn first_divergence(&self, ta: &Side<'_>, tb: &Side<'_>) -> Option<Divergence> {
+        let expected = first_unmatched(ta, tb, &self.counterpart_a, |a, _| {
+            (self.start_differs[a], self.end_differs[a])
+        });
+        let actual = first_unmatched(tb, ta, &self.counterpart_b, |_, a| {
+            (self.start_differs[a], self.end_differs[a])
+        });
+        if expected.is_none() && actual.is_none() {
+            // Every span and event paired: if the signatures still differ, only link
+            // targets do, and the plain timeline order shows where.
+            return if ta.timeline.trace_signature() == tb.timeline.trace_signature() {
+                None
+            } else {
+                ta.timeline.first_divergence(tb.timeline)
+            };
+        }
+        let label = |side: &Side<'_>, at: Option<usize>| {
+            at.and_then(|i| side.timeline.event(i))
+                .map(|e| e.label.clone())
+        };
+        Some(Divergence {
+            index: expected.unwrap_or(ta.timeline.len()),
+            expected: label(ta, expected),
+            actual: label(tb, actual),
+            actual_index: Some(actual.unwrap_or(tb.timeline.len())),
+        })
+    }
+}
+
+/// The index of the first event on `this` side's timeline with no equal on the other:
+/// its span has no counterpart, or differs in what the event shows. `differs(this node,
+/// expected-side node)` says whether a pair's start and end differ.
+fn first_unmatched(
+    this: &Side<'_>,
+    other: &Side<'_>,
+    counterpart: &[Option<usize>],
+    differs: impl Fn(usize, usize) -> (bool, bool),
+) -> Option<usize> {
+    this.timeline.events().iter().position(|event| {
+        let node = event.span_index;
+        let Some(paired) = counterpart[node] else {
+            return true;
+        };
+        let (start, end) = differs(node, paired);
+        match event.event_index {
+            _ if event.kind.is_start() => start,
+            None => end,
+            Some(index) => {
+                // The n-th event of a span must be the n-th of its counterpart, and all
+                // before it must agree too.
+                let (Some(ours), Some(theirs)) = (this.span(node), other.span(paired)) else {
+                    return true;
+                };
+                let our_order = signature::ordered_events(ours);
+                let their_order = signature::ordered_events(theirs);
+                let rank = our_order.iter().position(|&e| e == index).unwrap_or(0);
+                (0..=rank).any(|r| {
+                    their_order.get(r).map(|&e| &theirs.events[e].name)
+                        != Some(&ours.events[our_order[r]].name)
+                })
+            }
+        }
+    })
 }
 
 /// One trace's tree, with children in timeline order.

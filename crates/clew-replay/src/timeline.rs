@@ -125,6 +125,11 @@ pub struct Divergence {
     pub expected: Option<String>,
     /// `None` when the actual sequence had already ended.
     pub actual: Option<String>,
+    /// Where the same point is in the actual sequence, when that differs from `index`
+    /// (a structural divergence between two timelines whose concurrent branches
+    /// interleaved differently).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_index: Option<usize>,
 }
 
 impl fmt::Display for Divergence {
@@ -136,7 +141,11 @@ impl fmt::Display for Divergence {
             show(&self.expected),
             self.index,
             show(&self.actual)
-        )
+        )?;
+        match self.actual_index {
+            Some(at) if at != self.index => write!(f, " at index {at}"),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -159,6 +168,7 @@ where
         index,
         expected: expected.get(index).map(&label),
         actual: actual.get(index).map(&label),
+        actual_index: None,
     })
 }
 

@@ -349,6 +349,40 @@ fn diff_reports_edits_durations_and_the_first_divergence() {
     }
     let div = d.first_divergence.as_ref().unwrap();
     assert!(div.to_string().starts_with("expected "));
+    // Located on both timelines: where ares received the prayer in the expected run,
+    // the refused prayer's exception in the actual one.
+    let (normal_timeline, down_timeline) = (
+        Timeline::build(normal.clone()),
+        Timeline::build(down.clone()),
+    );
+    let expected_event = normal_timeline.event(div.index).unwrap();
+    let actual_event = down_timeline.event(div.actual_index.unwrap()).unwrap();
+    assert_eq!(
+        (
+            expected_event.service.as_str(),
+            expected_event.span_name.as_str()
+        ),
+        ("ares", "receive_prayer"),
+        "{div}"
+    );
+    assert_eq!(actual_event.span_name, "send_prayer_tcp", "{div}");
+    assert_eq!(
+        actual_event.event_name.as_deref(),
+        Some("exception"),
+        "{div}"
+    );
+    assert!(
+        div.expected
+            .as_deref()
+            .unwrap()
+            .starts_with("ares: receive receive_prayer")
+            && div
+                .actual
+                .as_deref()
+                .unwrap()
+                .starts_with("striker: event exception in send_prayer_tcp"),
+        "{div}"
+    );
 
     // Same story, another seed: nothing inserted or deleted, only durations moved.
     let other = run(Flow::Drone, 6).remove(1).spans;
@@ -453,4 +487,61 @@ fn bundles_check_readiness_and_survive_export_and_import() {
         Err(bundle::BundleError::Selector { .. })
     ));
     assert!("triage".parse::<Workflow>().is_err());
+}
+
+/// Parallel consumers of one message may run in either order; a diff of two such runs
+/// finds no divergence, though their timelines interleave differently.
+#[test]
+fn diff_ignores_how_concurrent_branches_interleaved() {
+    let normal = run(Flow::Drone, 5).remove(1).spans;
+    let timeline = Timeline::build(normal.clone());
+    // Two CONSUMER spans of the same message in different services: the fan-out.
+    let (first, second) = timeline
+        .spans()
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| timeline.spans()[i + 1..].iter().map(move |b| (a, b)))
+        .find(|(a, b)| {
+            a.parent_span_id == b.parent_span_id
+                && a.kind == clew_model::SpanKind::Consumer
+                && b.kind == clew_model::SpanKind::Consumer
+                && a.service_name() != b.service_name()
+        })
+        .expect("a fan-out to two consumers");
+    let (earlier, later) = if first.start_unix_nano <= second.start_unix_nano {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    // Move the earlier consumer's whole subtree to after the later one has ended.
+    let shift = later.end_unix_nano - earlier.start_unix_nano + 1_000;
+    let mut moved: BTreeSet<clew_model::SpanId> = BTreeSet::from([earlier.span_id]);
+    let mut reordered = normal.clone();
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for span in &reordered {
+            if span.parent_span_id.is_some_and(|p| moved.contains(&p)) {
+                grew |= moved.insert(span.span_id);
+            }
+        }
+    }
+    for span in &mut reordered {
+        if moved.contains(&span.span_id) {
+            span.start_unix_nano += shift;
+            span.end_unix_nano += shift;
+            for event in &mut span.events {
+                event.time_unix_nano += shift;
+            }
+        }
+    }
+    let reordered_timeline = Timeline::build(reordered.clone());
+    assert!(
+        timeline.first_divergence(&reordered_timeline).is_some(),
+        "the shift must change the interleaving for this test to mean anything"
+    );
+    let d = diff(&normal, &reordered);
+    assert!(d.edits.is_empty(), "{:?}", d.edits);
+    assert_eq!(d.first_divergence, None);
+    assert!(d.is_empty());
 }

@@ -82,15 +82,17 @@ function DiffView(props: { diff: TraceDiff; a: string; b: string }) {
         )}
         {diff.first_divergence ? (
           <p class="divergence">
-            Timelines diverge at index <strong>{diff.first_divergence.index}</strong>: expected{" "}
+            The traces diverge at event <strong>{diff.first_divergence.index}</strong>: expected{" "}
             <code>{diff.first_divergence.expected ?? "end of trace"}</code>, got <code>{diff.first_divergence.actual ?? "end of trace"}</code>
             {" · "}
             <Link href={`/trace/${props.a}/replay?at=${diff.first_divergence.index}`}>replay expected</Link>
             {" · "}
-            <Link href={`/trace/${props.b}/replay?at=${diff.first_divergence.index}`}>replay actual</Link>
+            <Link href={`/trace/${props.b}/replay?at=${diff.first_divergence.actual_index ?? diff.first_divergence.index}`}>
+              replay actual
+            </Link>
           </p>
         ) : (
-          <p class="muted">The two timelines have the same events in the same order.</p>
+          <p class="muted">The two traces have the same structure (concurrent branches may have interleaved differently).</p>
         )}
       </section>
 
