@@ -561,8 +561,6 @@ fn assemble(
     let flags = traceparent
         .map(|p| u32::from(p.flags))
         .unwrap_or(u32::from(clew_propagation::FLAG_SAMPLED));
-    let scope = agent_scope();
-
     let span_ids: HashMap<&str, SpanId> = request
         .spans
         .iter()
@@ -594,30 +592,14 @@ fn assemble(
                 }
             },
         };
-        let (end, status) = span_end(recorded, &mut attributes, cutoff, abandoned);
-        spans.push(Span {
+        let placement = Placement {
             trace_id,
             span_id: span_ids[recorded.agent_span_id.as_str()],
             parent_span_id: Some(parent),
-            trace_state: recorded.trace_state.clone().unwrap_or_default(),
-            name: recorded.operation.clone(),
-            kind: recorded
-                .kind
-                .unwrap_or_else(|| child_kind(&recorded.operation)),
-            start_unix_nano: recorded.start.0,
-            end_unix_nano: end.0,
-            attributes,
-            events: recorded.events.clone(),
-            links: recorded.links.clone(),
-            status,
-            resource: Arc::clone(resource),
-            scope: recorded
-                .scope
-                .as_ref()
-                .map(to_scope)
-                .unwrap_or_else(|| scope.clone()),
-            flags: recorded.flags.unwrap_or(flags),
-        });
+            kind: child_kind(&recorded.operation),
+            flags,
+        };
+        spans.push(recorded.to_span(placement, attributes, cutoff, abandoned, resource));
     }
 
     let root_tags: Vec<_> = request
@@ -675,7 +657,7 @@ fn assemble(
         links: Vec::new(),
         status: root_status,
         resource: Arc::clone(resource),
-        scope,
+        scope: agent_scope(),
         flags,
     };
     spans.insert(0, root);
@@ -721,30 +703,14 @@ fn assemble_batch(
             attributes.extend(to_attributes(&request_tags));
         }
         attributes.extend(to_attributes(&recorded.tags));
-        let (end, status) = span_end(recorded, &mut attributes, cutoff, abandoned);
-        spans.push(Span {
+        let placement = Placement {
             trace_id,
             span_id,
             parent_span_id,
-            trace_state: recorded.trace_state.clone().unwrap_or_default(),
-            name: recorded.operation.clone(),
-            kind: recorded.kind.unwrap_or(SpanKind::Internal),
-            start_unix_nano: recorded.start.0,
-            end_unix_nano: end.0,
-            attributes,
-            events: recorded.events.clone(),
-            links: recorded.links.clone(),
-            status,
-            resource: Arc::clone(resource),
-            scope: recorded
-                .scope
-                .as_ref()
-                .map(to_scope)
-                .unwrap_or_else(agent_scope),
-            flags: recorded
-                .flags
-                .unwrap_or(u32::from(clew_propagation::FLAG_SAMPLED)),
-        });
+            kind: SpanKind::Internal,
+            flags: u32::from(clew_propagation::FLAG_SAMPLED),
+        };
+        spans.push(recorded.to_span(placement, attributes, cutoff, abandoned, resource));
     }
     AssembledTrace {
         trace_id,
@@ -756,24 +722,58 @@ fn assemble_batch(
     }
 }
 
-/// When a span ended and how: as recorded, or, for one that never ended, at `cutoff`,
-/// marked unfinished (and in error when its request was abandoned).
-fn span_end(
-    recorded: &RecordedSpan,
-    attributes: &mut Vec<KeyValue>,
-    cutoff: Timestamp,
-    abandoned: Option<AbandonReason>,
-) -> (Timestamp, Status) {
-    let status = recorded.status.clone().unwrap_or_default();
-    match recorded.end {
-        Some(end) => (end, status),
-        None => {
-            attributes.push(KeyValue::new(UNFINISHED_ATTRIBUTE, true));
-            let status = match abandoned {
-                Some(reason) => error_status(reason),
-                None => status,
-            };
-            (cutoff.max(recorded.start), status)
+/// Where a recorded span goes in its trace, and what it is when the commands did not
+/// say (kind and flags).
+struct Placement {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: Option<SpanId>,
+    kind: SpanKind,
+    flags: u32,
+}
+
+impl RecordedSpan {
+    /// The span as stored. One that never ended ends at `cutoff`, marked unfinished (and
+    /// in error when its request was abandoned).
+    fn to_span(
+        &self,
+        placement: Placement,
+        mut attributes: Vec<KeyValue>,
+        cutoff: Timestamp,
+        abandoned: Option<AbandonReason>,
+        resource: &Arc<Resource>,
+    ) -> Span {
+        let mut status = self.status.clone().unwrap_or_default();
+        let end = match self.end {
+            Some(end) => end,
+            None => {
+                attributes.push(KeyValue::new(UNFINISHED_ATTRIBUTE, true));
+                if let Some(reason) = abandoned {
+                    status = error_status(reason);
+                }
+                cutoff.max(self.start)
+            }
+        };
+        Span {
+            trace_id: placement.trace_id,
+            span_id: placement.span_id,
+            parent_span_id: placement.parent_span_id,
+            trace_state: self.trace_state.clone().unwrap_or_default(),
+            name: self.operation.clone(),
+            kind: self.kind.unwrap_or(placement.kind),
+            start_unix_nano: self.start.0,
+            end_unix_nano: end.0,
+            attributes,
+            events: self.events.clone(),
+            links: self.links.clone(),
+            status,
+            resource: Arc::clone(resource),
+            scope: self
+                .scope
+                .as_ref()
+                .map(to_scope)
+                .unwrap_or_else(agent_scope),
+            flags: self.flags.unwrap_or(placement.flags),
         }
     }
 }
