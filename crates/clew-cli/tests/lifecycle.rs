@@ -257,3 +257,38 @@ fn a_trace_entered_from_an_unreporting_caller_completes_one_missing_its_own_span
     assert_eq!(lifecycle(&clew, broken)["state"], "IN_PROGRESS");
     assert_eq!(lifecycle(&clew, unpublished)["state"], "IN_PROGRESS");
 }
+
+/// The in-process registry lives in the data directory: after a crash and a restart,
+/// finished traces keep their state and one still running is swept as an orphan.
+#[test]
+fn the_embedded_registry_survives_a_crash_and_still_sweeps_what_was_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let clew = Clew::start_with(dir.path(), &["--trace-quiet-period", "200ms"]);
+    let (done, failed, abandoned) = three_traces(&clew);
+    wait_for_state(&clew, done, "COMPLETED");
+    wait_for_state(&clew, failed, "ERRORED");
+    wait_for_state(&clew, abandoned, "IN_PROGRESS");
+    // The registry writes its file out every 200 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    clew.kill_hard();
+
+    let clew = Clew::start_with(dir.path(), &["--trace-quiet-period", "200ms"]);
+    assert_eq!(lifecycle(&clew, done)["state"], "COMPLETED");
+    let errored = lifecycle(&clew, failed);
+    assert_eq!(errored["state"], "ERRORED");
+    assert!(
+        errored["error"]
+            .as_str()
+            .unwrap()
+            .contains("engine failure"),
+        "{errored}"
+    );
+    assert_eq!(lifecycle(&clew, abandoned)["state"], "IN_PROGRESS");
+    let sweep = clew.cli(&["registry", "sweep", "--once", "--threshold", "0s"]);
+    let sweep = String::from_utf8(sweep.stdout).unwrap();
+    assert!(
+        sweep.contains("1 orphaned") && sweep.contains(&abandoned.to_string()),
+        "{sweep}"
+    );
+    assert_eq!(lifecycle(&clew, done)["state"], "COMPLETED");
+}

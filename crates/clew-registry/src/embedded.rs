@@ -1,9 +1,12 @@
 //! The in-process backend for the nothing-installed setup: the same semantics as Redis,
-//! kept in memory (not persisted: a restart forgets the registry, see the crate docs).
+//! kept in memory and, when opened on a file ([`EmbeddedRegistry::open`]), in a journal
+//! there, so a restart keeps every trace's lifecycle and the watchdog still finds the
+//! traces that were running when the process stopped.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -11,6 +14,7 @@ use clew_model::TraceId;
 
 use crate::config::RegistryConfig;
 use crate::error::{RegistryError, Result};
+use crate::journal::{FLUSH_EVERY, Journal, Line};
 use crate::leader::{LeaderElection, Lease, LeaseConfig};
 use crate::model::{
     ActiveCursor, ActivePage, ActiveTrace, CreateOutcome, Metadata, ORPHANED_ERROR, Orphan,
@@ -35,6 +39,7 @@ struct Inner {
     /// (expires_at, id), so expiry costs O(expired) like Redis' own.
     expiry: BTreeSet<(u64, TraceId)>,
     lease: LeaseSlot,
+    journal: Option<Journal>,
 }
 
 #[derive(Debug)]
@@ -80,6 +85,38 @@ impl Inner {
         }
     }
 
+    /// Writes the entry's new form to the journal, if there is one. A failed write is
+    /// logged, not returned: the registry keeps working in memory.
+    fn record_change(&mut self, id: TraceId) {
+        let (Some(journal), Some(entry)) = (self.journal.as_mut(), self.traces.get(&id)) else {
+            return;
+        };
+        let line = Line {
+            record: entry.record.clone(),
+            expires_at_ms: entry.expires_at_ms,
+        };
+        if let Err(error) = journal.append(&line) {
+            tracing::warn!(%error, path = %journal.path().display(), "cannot write the lifecycle registry file; this change is kept in memory only");
+        }
+        if journal.wants_compaction(self.traces.len()) {
+            let path = journal.path().to_path_buf();
+            let lines: Vec<Line> = self
+                .traces
+                .values()
+                .map(|e| Line {
+                    record: e.record.clone(),
+                    expires_at_ms: e.expires_at_ms,
+                })
+                .collect();
+            match Journal::rewrite(&path, lines.iter()) {
+                Ok(compacted) => self.journal = Some(compacted),
+                Err(error) => {
+                    tracing::warn!(%error, path = %path.display(), "cannot compact the lifecycle registry file")
+                }
+            }
+        }
+    }
+
     fn check_fence(&self, fence: Option<u64>) -> Result<()> {
         match fence {
             Some(token) if self.lease.fence != Some(token) => Err(RegistryError::Fenced {
@@ -95,11 +132,61 @@ impl Inner {
 }
 
 impl EmbeddedRegistry {
+    /// A registry in memory only: a restart forgets it.
     pub fn new(config: RegistryConfig) -> EmbeddedRegistry {
         EmbeddedRegistry {
             inner: Arc::default(),
             config,
         }
+    }
+
+    /// A registry kept in the journal file at `path` (created if missing): entries that
+    /// have not expired are read back, the file is rewritten compactly, and from then on
+    /// every change is appended (buffered, written out every 200 ms).
+    pub fn open(path: &Path, config: RegistryConfig) -> Result<EmbeddedRegistry> {
+        let now = config.clock.now_ms();
+        let replayed = Journal::open(path, |line| line.expires_at_ms > now).map_err(|e| {
+            RegistryError::Journal {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            }
+        })?;
+        if replayed.skipped > 0 {
+            tracing::warn!(
+                skipped = replayed.skipped,
+                path = %path.display(),
+                "unreadable lines in the lifecycle registry file were skipped (a crash mid-write leaves one)"
+            );
+        }
+        let mut inner = Inner::default();
+        for line in replayed.lines {
+            let record = line.record;
+            let id = record.id;
+            if !record.state.is_terminal() {
+                inner.active.insert((record.created_at_ms, id));
+            }
+            if let Some(at) = record.orphaned_at_ms {
+                inner.orphans.insert((at, id));
+            }
+            inner.expiry.insert((line.expires_at_ms, id));
+            inner.traces.insert(
+                id,
+                Entry {
+                    record,
+                    expires_at_ms: line.expires_at_ms,
+                },
+            );
+        }
+        tracing::info!(
+            traces = inner.traces.len(),
+            active = inner.active.len(),
+            path = %path.display(),
+            "lifecycle registry loaded"
+        );
+        inner.journal = Some(replayed.journal);
+        let inner = Arc::new(Mutex::new(inner));
+        start_flusher(Arc::downgrade(&inner));
+        Ok(EmbeddedRegistry { inner, config })
     }
 
     pub fn config(&self) -> &RegistryConfig {
@@ -150,6 +237,7 @@ impl EmbeddedRegistry {
             inner.active.remove(&(created, id));
             inner.set_expiry(id, now + terminal_ms);
         }
+        inner.record_change(id);
         Transition::Applied { from: current }
     }
 }
@@ -195,6 +283,7 @@ impl Registry for EmbeddedRegistry {
         if !terminal {
             inner.active.insert((now, id));
         }
+        inner.record_change(id);
         Ok(CreateOutcome::Created)
     }
 
@@ -301,6 +390,7 @@ impl Registry for EmbeddedRegistry {
                 entry.record.error = Some(ORPHANED_ERROR.to_string());
                 inner.set_expiry(id, now_ms + terminal_ms);
                 inner.orphans.insert((now_ms, id));
+                inner.record_change(id);
                 report.orphaned.push(Orphan {
                     id,
                     created_at_ms,
@@ -327,6 +417,27 @@ impl Registry for EmbeddedRegistry {
 
     fn backend_name(&self) -> &'static str {
         "embedded"
+    }
+}
+
+/// Writes buffered journal lines out every [`FLUSH_EVERY`] until the registry is dropped.
+fn start_flusher(inner: Weak<Mutex<Inner>>) {
+    let spawned = std::thread::Builder::new()
+        .name("clew-registry-flush".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(FLUSH_EVERY);
+                let Some(inner) = inner.upgrade() else { break };
+                let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(journal) = inner.journal.as_mut()
+                    && let Err(error) = journal.flush()
+                {
+                    tracing::warn!(%error, path = %journal.path().display(), "cannot write the lifecycle registry file");
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the lifecycle registry's flusher; changes are written when its buffer fills and on shutdown");
     }
 }
 

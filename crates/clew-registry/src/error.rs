@@ -32,6 +32,9 @@ pub enum RegistryError {
     /// An entry exists but cannot be read as a lifecycle entry (written by something else).
     #[error("registry entry {key} is not readable: {detail}")]
     Corrupt { key: String, detail: String },
+    /// The embedded registry's file cannot be read or written.
+    #[error("lifecycle registry file {path}: {detail}")]
+    Journal { path: String, detail: String },
     /// The configuration cannot work (e.g. a cluster prefix without a hash tag).
     #[error("registry configuration: {0}")]
     Config(String),

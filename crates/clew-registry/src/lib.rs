@@ -74,9 +74,11 @@
 //!
 //! Same semantics in memory: a `BTreeSet` ordered by `(created_at, id)` is the active
 //! index and another by expiry time plays the role of Redis TTLs (checked on every call
-//! and by the sweep). It is **not persisted**: after a restart the registry is empty, and
-//! traces that were in flight are neither known nor swept (their spans are in the store;
-//! a collector that sees them again registers them anew).
+//! and by the sweep). [`EmbeddedRegistry::open`] keeps it in a journal file as well (one
+//! JSON line per changed entry, replayed and compacted on open, written out every
+//! 200 ms without fsync), so after a restart finished traces keep their state and the
+//! ones that were in flight are still swept as orphans if they never finish;
+//! [`EmbeddedRegistry::new`] keeps it in memory only.
 //!
 //! # Example
 //!
@@ -102,6 +104,7 @@ mod clock;
 mod config;
 mod embedded;
 mod error;
+mod journal;
 mod keys;
 mod leader;
 mod model;

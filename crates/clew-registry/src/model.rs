@@ -104,7 +104,7 @@ pub enum Transition {
 }
 
 /// One trace's lifecycle entry as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TraceRecord {
     pub id: TraceId,
     pub state: TraceState,

@@ -171,3 +171,162 @@ async fn a_stale_leaders_sweep_is_fenced_off() {
 fn clock_now(clock: &ManualClock) -> u64 {
     clew_registry::Clock::now_ms(clock)
 }
+
+fn open(path: &std::path::Path, clock: &Arc<ManualClock>) -> EmbeddedRegistry {
+    EmbeddedRegistry::open(path, RegistryConfig::default().with_clock(clock.clone()))
+        .expect("opening the registry file")
+}
+
+/// The shared behaviour holds with the journal underneath too.
+#[tokio::test]
+async fn a_registry_kept_in_a_file_behaves_the_same() {
+    support::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let path = dir.path().join("lifecycle.journal");
+    behaviour::lifecycle_rules(Arc::new(open(&path, &clock)), clock.clone()).await;
+    let path = dir.path().join("sweep.journal");
+    behaviour::sweeps_only_old_unfinished(Arc::new(open(&path, &clock)), clock).await;
+}
+
+#[tokio::test]
+async fn a_reopened_registry_remembers_states_and_still_sweeps_what_was_running() {
+    support::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lifecycle.journal");
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut metadata = Metadata::new();
+    metadata.insert("service".into(), "striker".into());
+    let (done, failed, running, orphaned) = (
+        TraceId::generate(),
+        TraceId::generate(),
+        TraceId::generate(),
+        TraceId::generate(),
+    );
+    {
+        let registry = open(&path, &clock);
+        for id in [done, failed, orphaned] {
+            registry
+                .create_trace(id, TraceState::InProgress, &metadata)
+                .await
+                .unwrap();
+        }
+        registry
+            .transition(done, TraceState::Completed)
+            .await
+            .unwrap();
+        registry
+            .mark_errored(failed, "engine failure")
+            .await
+            .unwrap();
+        clock.advance(THRESHOLD + Duration::from_secs(1));
+        registry
+            .create_trace(running, TraceState::InProgress, &metadata)
+            .await
+            .unwrap();
+        // Only `orphaned` is unfinished and old enough.
+        registry
+            .sweep_once(clock_now(&clock), THRESHOLD, None)
+            .await
+            .unwrap();
+        // Dropped here, as a process exit drops it.
+    }
+    let registry = open(&path, &clock);
+    let record = |id| {
+        let registry = registry.clone();
+        async move { registry.get(id).await.unwrap().expect("remembered") }
+    };
+    assert_eq!(record(done).await.state, TraceState::Completed);
+    let failed_record = record(failed).await;
+    assert_eq!(failed_record.state, TraceState::Errored);
+    assert_eq!(failed_record.error.as_deref(), Some("engine failure"));
+    assert_eq!(record(running).await.metadata, metadata);
+    let swept = record(orphaned).await;
+    assert!(swept.is_orphaned(), "{swept:?}");
+    assert_eq!(
+        registry.list_orphans(10).await.unwrap()[0].id,
+        orphaned,
+        "the orphan index is rebuilt"
+    );
+    // Still active after the restart, so the watchdog finds it.
+    let active = registry.list_active(10, None).await.unwrap();
+    assert_eq!(
+        active.traces.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![running]
+    );
+    clock.advance(THRESHOLD + Duration::from_secs(1));
+    let report = registry
+        .sweep_once(clock_now(&clock), THRESHOLD, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.orphaned.iter().map(|o| o.id).collect::<Vec<_>>(),
+        vec![running]
+    );
+}
+
+#[tokio::test]
+async fn expired_entries_and_a_torn_last_line_are_dropped_on_open() {
+    support::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lifecycle.journal");
+    let clock = Arc::new(ManualClock::new(T0));
+    let (finished, running) = (TraceId::generate(), TraceId::generate());
+    {
+        let registry = open(&path, &clock);
+        for id in [finished, running] {
+            registry
+                .create_trace(id, TraceState::InProgress, &Metadata::new())
+                .await
+                .unwrap();
+        }
+        registry
+            .transition(finished, TraceState::Completed)
+            .await
+            .unwrap();
+    }
+    // A crash in the middle of a line.
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    file.write_all(br#"{"r":{"id":"0123"#).unwrap();
+    drop(file);
+    // Past the terminal TTL (1 h), before the failsafe TTL (24 h).
+    clock.advance(Duration::from_millis(HOUR_MS + 1));
+    let registry = open(&path, &clock);
+    assert_eq!(registry.get(finished).await.unwrap(), None);
+    assert!(registry.get(running).await.unwrap().is_some());
+    let lines = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(lines.lines().count(), 1, "rewritten compactly: {lines}");
+}
+
+#[tokio::test]
+async fn the_file_is_compacted_as_it_grows() {
+    support::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lifecycle.journal");
+    let clock = Arc::new(ManualClock::new(T0));
+    let registry = open(&path, &clock);
+    // Two lines per trace, and each trace expires before the next is created, so the
+    // live entries stay few while the file would grow without bound.
+    for _ in 0..12_000 {
+        let id = TraceId::generate();
+        registry
+            .create_trace(id, TraceState::InProgress, &Metadata::new())
+            .await
+            .unwrap();
+        registry
+            .transition(id, TraceState::Completed)
+            .await
+            .unwrap();
+        clock.advance(Duration::from_millis(HOUR_MS + 1));
+    }
+    drop(registry);
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert!(
+        lines <= 10_010,
+        "the file was never compacted: {lines} lines written for 24,000 changes"
+    );
+}

@@ -277,7 +277,11 @@ async fn start_agent(
 }
 
 /// Redis when configured (connected lazily, so clew starts and ingests while Redis is
-/// down), the in-process registry otherwise.
+/// down), the in-process registry otherwise, kept in the data directory so lifecycles
+/// survive a restart.
+/// The embedded registry's file in the data directory.
+pub const LIFECYCLE_JOURNAL: &str = "lifecycle.journal";
+
 async fn open_registry(config: &Config) -> Result<Arc<dyn Registry>, ServeError> {
     let registry_config = RegistryConfig {
         key_prefix: config.key_prefix.clone(),
@@ -285,7 +289,10 @@ async fn open_registry(config: &Config) -> Result<Arc<dyn Registry>, ServeError>
     };
     Ok(match &config.redis_url {
         Some(url) => Arc::new(RedisRegistry::connect_lazy(url, registry_config).await?),
-        None => Arc::new(EmbeddedRegistry::new(registry_config)),
+        None => Arc::new(EmbeddedRegistry::open(
+            &config.data_dir.join(LIFECYCLE_JOURNAL),
+            registry_config,
+        )?),
     })
 }
 
