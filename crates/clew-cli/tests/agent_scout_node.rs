@@ -9,13 +9,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use clew_model::{AttributeValue, Span, SpanId, SpanKind};
-use serde_json::Value;
-use support::{Clew, eventually, get_json, repo_root};
+use support::{
+    Clew, eventually, get_json, node_with_packages, output_text, output_within, repo_root,
+};
 
 /// The Scout app name, which becomes the service name.
 const APP: &str = "orders-node";
@@ -24,91 +25,10 @@ const JOIN_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba9
 const JOIN_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const JOIN_PARENT_ID: &str = "00f067aa0ba902b7";
 
-/// Runs `command`, killing it if it has not finished within `limit`.
-fn output_within(command: &mut Command, limit: Duration) -> Output {
-    let child: Child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {command:?}: {e}. Node.js is needed: run the tests with \
-                 ./scripts/test, which installs nodejs and the npm packages in tests/node"
-            )
-        });
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match finished.recv_timeout(limit) {
-        Ok(output) => output.expect("waiting for the child"),
-        Err(_) => {
-            // SAFETY: signalling a child this test spawned.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("{command:?} did not finish within {limit:?}");
-        }
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// The Node.js interpreter and the directory holding the Scout agent package, checked:
-/// a missing one fails the test with what to do rather than skipping it.
-fn node_and_modules() -> (PathBuf, PathBuf) {
-    let node = std::env::var_os("CLEW_TEST_NODE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("node"));
-    let version = output_within(
-        Command::new(&node).arg("--version"),
-        Duration::from_secs(30),
-    );
-    assert!(
-        version.status.success(),
-        "{} --version failed: run the tests with ./scripts/test, which installs nodejs\n{}",
-        node.display(),
-        text(&version)
-    );
-
-    let root = repo_root();
-    let modules = std::env::var_os("CLEW_TEST_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("tests/node/node_modules"));
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(root.join("tests/node/package.json")).expect("tests/node/package.json"),
-    )
-    .expect("tests/node/package.json is JSON");
-    let pinned = manifest["dependencies"]["@scout_apm/scout-apm"]
-        .as_str()
-        .expect("tests/node/package.json pins @scout_apm/scout-apm");
-    let installed = modules.join("@scout_apm/scout-apm/package.json");
-    let installed_version = std::fs::read(&installed)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .and_then(|package| package["version"].as_str().map(str::to_string));
-    assert_eq!(
-        installed_version.as_deref(),
-        Some(pinned),
-        "@scout_apm/scout-apm {pinned} is not installed in {} ({} is missing or another \
-         version): run the tests with ./scripts/test, or `npm --prefix tests/node ci`",
-        modules.display(),
-        installed.display()
-    );
-    (node, modules)
-}
-
 /// Runs tests/node/scout_app.js against the agent at `address` (a unix socket path or
 /// `tcp://127.0.0.1:PORT`).
 fn run_scout_app(address: &str) {
-    let (node, modules) = node_and_modules();
+    let (node, modules) = node_with_packages(&["@scout_apm/scout-apm"]);
     let script = repo_root().join("tests/node/scout_app.js");
     let mut command = Command::new(node);
     command.arg(&script);
@@ -133,13 +53,13 @@ fn run_scout_app(address: &str) {
     assert!(
         output.status.success(),
         "the instrumented Node program failed against {address}: {}",
-        text(&output)
+        output_text(&output)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("commands sent: "),
         "scout_app.js did not report its commands\n{}",
-        text(&output)
+        output_text(&output)
     );
 }
 

@@ -123,7 +123,9 @@ pub enum AttributeValue {
     String(String),
     Bool(bool),
     Int(i64),
-    Double(f64),
+    /// NaN and the infinities are valid attribute values but not JSON numbers: in JSON
+    /// they are the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, as in OTLP/JSON.
+    Double(#[serde(with = "json_double")] f64),
     Bytes(Vec<u8>),
     Array(Vec<AttributeValue>),
     /// OTLP's `kvlist_value`: nested attributes, kept in their order.
@@ -340,6 +342,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn doubles_without_a_json_number_round_trip_through_json() {
+        for (value, text) in [
+            (f64::NAN, r#"{"Double":"NaN"}"#),
+            (f64::INFINITY, r#"{"Double":"Infinity"}"#),
+            (f64::NEG_INFINITY, r#"{"Double":"-Infinity"}"#),
+            (412.5, r#"{"Double":412.5}"#),
+        ] {
+            let json = serde_json::to_string(&AttributeValue::Double(value)).unwrap();
+            assert_eq!(json, text);
+            let AttributeValue::Double(back) = serde_json::from_str(&json).unwrap() else {
+                panic!("{json}")
+            };
+            assert!(back.to_bits() == value.to_bits() || (back.is_nan() && value.is_nan()));
+        }
+        assert_eq!(
+            serde_json::from_str::<AttributeValue>(r#"{"Double":3}"#).unwrap(),
+            AttributeValue::Double(3.0)
+        );
+        assert!(serde_json::from_str::<AttributeValue>(r#"{"Double":"lots"}"#).is_err());
+    }
+
+    #[test]
     fn span_kind_names_round_trip() {
         for kind in SpanKind::ALL {
             assert_eq!(SpanKind::from_otlp(kind.as_otlp()), Some(kind));
@@ -368,5 +392,51 @@ mod tests {
         assert_eq!(AttributeValue::Bool(true).to_text(), "true");
         let array = AttributeValue::Array(vec![AttributeValue::Int(1), AttributeValue::Int(2)]);
         assert_eq!(array.to_text(), "[1, 2]");
+    }
+}
+
+/// A double as a JSON number, or, when it has none, as protobuf's JSON names for it.
+mod json_double {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() {
+            serializer.serialize_f64(*value)
+        } else if value.is_nan() {
+            serializer.serialize_str("NaN")
+        } else if *value > 0.0 {
+            serializer.serialize_str("Infinity")
+        } else {
+            serializer.serialize_str("-Infinity")
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        struct Double;
+        impl Visitor<'_> for Double {
+            type Value = f64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, or \"NaN\", \"Infinity\" or \"-Infinity\"")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+                Ok(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+                match v {
+                    "NaN" => Ok(f64::NAN),
+                    "Infinity" => Ok(f64::INFINITY),
+                    "-Infinity" => Ok(f64::NEG_INFINITY),
+                    other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Double)
     }
 }

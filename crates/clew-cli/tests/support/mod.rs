@@ -217,6 +217,93 @@ pub fn python() -> PathBuf {
     PathBuf::from(path)
 }
 
+/// Runs `command`, killing it if it has not finished within `limit`.
+pub fn output_within(command: &mut Command, limit: Duration) -> Output {
+    let child: Child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {command:?}: {e}. Node.js is needed: run the tests with \
+                 ./scripts/test, which installs nodejs and the npm packages in tests/node"
+            )
+        });
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(output) => output.expect("waiting for the child"),
+        Err(_) => {
+            // SAFETY: signalling a child this test spawned.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("{command:?} did not finish within {limit:?}");
+        }
+    }
+}
+
+/// A finished process's status, stdout and stderr, for assertion messages.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The Node.js interpreter (`node` on the PATH, or `CLEW_TEST_NODE`) and the directory
+/// holding tests/node's npm packages (tests/node/node_modules, or
+/// `CLEW_TEST_NODE_MODULES`), checked: each of `packages` must be installed at the exact
+/// version tests/node/package.json pins. A missing one fails the test with what to do
+/// rather than skipping it.
+pub fn node_with_packages(packages: &[&str]) -> (PathBuf, PathBuf) {
+    let node = std::env::var_os("CLEW_TEST_NODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("node"));
+    let version = output_within(
+        Command::new(&node).arg("--version"),
+        Duration::from_secs(30),
+    );
+    assert!(
+        version.status.success(),
+        "{} --version failed: run the tests with ./scripts/test, which installs nodejs\n{}",
+        node.display(),
+        output_text(&version)
+    );
+
+    let root = repo_root();
+    let modules = std::env::var_os("CLEW_TEST_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("tests/node/node_modules"));
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("tests/node/package.json")).expect("tests/node/package.json"),
+    )
+    .expect("tests/node/package.json is JSON");
+    for package in packages {
+        let pinned = manifest["dependencies"][package]
+            .as_str()
+            .unwrap_or_else(|| panic!("tests/node/package.json pins {package}"));
+        let installed = modules.join(package).join("package.json");
+        let installed_version = std::fs::read(&installed)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|package| package["version"].as_str().map(str::to_string));
+        assert_eq!(
+            installed_version.as_deref(),
+            Some(pinned),
+            "{package} {pinned} is not installed in {} ({} is missing or another \
+             version): run the tests with ./scripts/test, or `npm --prefix tests/node ci`",
+            modules.display(),
+            installed.display()
+        );
+    }
+    (node, modules)
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
