@@ -1,7 +1,8 @@
 //! clew's SDK against `opentelemetry_sdk` and `fastrace`, in the same run.
 //!
 //! Every library records spans with three string attributes and sends them to an
-//! exporter that discards them, through its usual background pipeline (clew's and
+//! exporter that discards them (clew's counts them, one addition per batch, to report
+//! its drops), through its usual background pipeline (clew's and
 //! OpenTelemetry's batch processors, fastrace's global collector), with every span
 //! sampled.
 //!
@@ -21,18 +22,52 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 mod clew {
-    use clew_sdk::{BatchConfig, BatchProcessor, NoopExporter, Sampler, Tracer, TracerProvider};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use clew_sdk::{
+        BatchConfig, BatchProcessor, ExportError, Sampler, SpanBatch, SpanExporter, Tracer,
+        TracerProvider,
+    };
+
+    /// Discards every batch, counting its spans (one addition per batch, so that the
+    /// run can say what share of the spans were dropped).
+    struct Noop(Arc<AtomicU64>);
+
+    #[async_trait::async_trait]
+    impl SpanExporter for Noop {
+        async fn export(&mut self, batch: &mut SpanBatch) -> Result<(), ExportError> {
+            self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    /// Spans exported so far by every provider `setup` made.
+    pub static EXPORTED: std::sync::LazyLock<Arc<AtomicU64>> =
+        std::sync::LazyLock::new(Default::default);
 
     pub fn setup() -> (TracerProvider, Tracer) {
+        let exporter = Noop(EXPORTED.clone());
         let provider = TracerProvider::builder()
-            .with_processor(BatchProcessor::new(NoopExporter, BatchConfig::default()))
+            .with_processor(BatchProcessor::new(exporter, BatchConfig::default()))
             .with_sampler(Sampler::always_on())
             .build();
         let tracer = provider.tracer("bench");
         (provider, tracer)
+    }
+
+    /// "dropped D of N spans (P%)" for `provider`, which must be the only provider
+    /// made by `setup` that has ended spans (`EXPORTED` counts for all of them).
+    pub fn drops(provider: &TracerProvider) -> String {
+        let dropped = provider.dropped_spans();
+        let ended = dropped + EXPORTED.load(Ordering::Relaxed);
+        format!(
+            "dropped {dropped} of {ended} spans ({:.1}%)",
+            100.0 * dropped as f64 / ended.max(1) as f64
+        )
     }
 
     #[inline]
@@ -227,8 +262,8 @@ fn spans(c: &mut Criterion) {
 
     clew_provider.force_flush().unwrap();
     eprintln!(
-        "clew dropped {} spans so far (queue full while the export thread caught up)",
-        clew_provider.dropped_spans()
+        "clew {} so far (queue full while the export thread caught up)",
+        clew::drops(&clew_provider)
     );
 
     let mut group = c.benchmark_group("1000_spans_then_flush");
@@ -258,10 +293,7 @@ fn spans(c: &mut Criterion) {
         })
     });
     group.finish();
-    eprintln!(
-        "clew dropped {} spans in total",
-        clew_provider.dropped_spans()
-    );
+    eprintln!("clew {} in total", clew::drops(&clew_provider));
 
     clew_provider.shutdown().unwrap();
     let _ = otel_provider.shutdown();
@@ -306,5 +338,121 @@ fn propagation(c: &mut Criterion) {
     provider.shutdown().unwrap();
 }
 
+/// `CLEW_SDK_PROFILE="<library>-<shape> <n>"` runs `n` spans of one library and exits
+/// instead of benchmarking, for counting instructions under
+/// `valgrind --tool=callgrind` (repeatable on a loaded machine, unlike wall-clock time).
+/// `<library>` is `clew`, `otel` or `fastrace`; `<shape>` is `root` (what `root_span`
+/// runs) or `trace` (what `trace_of_11` runs). It flushes after every 1,000 spans, as
+/// `1000_spans_then_flush` does, so the export thread's work is counted and nothing is
+/// dropped; the run prints how many spans clew dropped anyway. Subtract the counts of
+/// two runs with different `n` to cancel the setup.
+///
+/// It also prints the CPU time spent per span by the recording thread and by the whole
+/// process (CPU clocks, so time spent descheduled on a loaded machine does not count).
+#[inline(never)]
+fn profile(spec: &str) {
+    let (what, n) = spec.split_once(' ').expect("\"<library>-<shape> <n>\"");
+    let n: usize = n.trim().parse().expect("a span count");
+    let per_iteration = if what.ends_with("trace") { 11 } else { 1 };
+    let iterations = n / per_iteration;
+    let per_flush = (1000 / per_iteration).max(1);
+    let cpu_started = cpu_nanos(CLOCK_THREAD_CPUTIME_ID);
+    let process_started = cpu_nanos(CLOCK_PROCESS_CPUTIME_ID);
+    match what {
+        "clew-root" | "clew-trace" => {
+            let (provider, tracer) = clew::setup();
+            for i in 0..iterations {
+                if per_iteration == 1 {
+                    clew::span(&tracer, "root");
+                } else {
+                    clew::trace(&tracer, 10);
+                }
+                if (i + 1) % per_flush == 0 {
+                    provider.force_flush().unwrap();
+                }
+            }
+            provider.force_flush().unwrap();
+            eprintln!("clew {}", clew::drops(&provider));
+            provider.shutdown().unwrap();
+        }
+        "otel-root" | "otel-trace" => {
+            let (provider, tracer) = otel::setup();
+            for i in 0..iterations {
+                if per_iteration == 1 {
+                    otel::span(&tracer, "root");
+                } else {
+                    otel::trace(&tracer, 10);
+                }
+                if (i + 1) % per_flush == 0 {
+                    provider.force_flush().unwrap();
+                }
+            }
+            provider.force_flush().unwrap();
+            let _ = provider.shutdown();
+        }
+        "fastrace-root" | "fastrace-trace" => {
+            fast::setup();
+            for i in 0..iterations {
+                if per_iteration == 1 {
+                    fast::root_span();
+                } else {
+                    fast::trace(10);
+                }
+                if (i + 1) % per_flush == 0 {
+                    fastrace::flush();
+                }
+            }
+            fastrace::flush();
+        }
+        other => panic!("unknown profile {other:?}"),
+    }
+    let spans = (iterations * per_iteration) as f64;
+    let thread = cpu_nanos(CLOCK_THREAD_CPUTIME_ID) - cpu_started;
+    let process = cpu_nanos(CLOCK_PROCESS_CPUTIME_ID) - process_started;
+    eprintln!(
+        "{what}: CPU time per span: {:.1} ns on the recording thread, {:.1} ns in all threads",
+        thread as f64 / spans,
+        process as f64 / spans
+    );
+}
+
+const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+
+/// CPU time of this thread or process in nanoseconds (0 where unsupported).
+fn cpu_nanos(clock: i32) -> u64 {
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    {
+        #[repr(C)]
+        struct Timespec {
+            tv_sec: i64,
+            tv_nsec: i64,
+        }
+        unsafe extern "C" {
+            fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+        }
+        let mut time = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `time` is a valid `struct timespec` for the call to fill.
+        unsafe { clock_gettime(clock, &mut time) };
+        time.tv_sec as u64 * 1_000_000_000 + time.tv_nsec as u64
+    }
+    #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+    {
+        let _ = clock;
+        0
+    }
+}
+
 criterion_group!(benches, spans, propagation);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("CLEW_SDK_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

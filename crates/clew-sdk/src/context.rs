@@ -120,8 +120,8 @@ impl SpanContext {
         self.trace_state.as_deref()
     }
 
-    pub(crate) fn trace_state_arc(&self) -> Option<&Arc<TraceState>> {
-        self.trace_state.as_ref()
+    pub(crate) fn into_trace_state(self) -> Option<Arc<TraceState>> {
+        self.trace_state
     }
 
     pub(crate) fn local_root(&self) -> Option<SpanId> {
@@ -233,6 +233,25 @@ impl Context {
         Context {
             span: self.span.clone(),
             baggage: (!baggage.is_empty()).then(|| Arc::new(baggage)),
+        }
+    }
+
+    /// Makes the current context, with `span` as its span, current until the guard
+    /// drops: [`Context::current`]`.with_span_context(span).attach()` in one step.
+    pub(crate) fn enter_span(span: SpanContext) -> ContextGuard {
+        let previous = CURRENT
+            .try_with(|current| {
+                let mut current = current.borrow_mut();
+                let next = Context {
+                    span: Some(span),
+                    baggage: current.baggage.clone(),
+                };
+                std::mem::replace(&mut *current, next)
+            })
+            .ok();
+        ContextGuard {
+            previous,
+            _not_send: PhantomData,
         }
     }
 

@@ -1,23 +1,47 @@
 //! Trace and span ids from a per-thread generator.
 //!
 //! `rand`'s thread-local generator is cryptographically strong and periodically
-//! reseeds; ids only need to be unique, so each thread gets a small fast generator
-//! seeded once from the operating system. A forked child that does not exec would share
-//! its parent's state, which is why nothing here is used before `main` forks.
+//! reseeds; ids only need to be unique and unpredictable enough to sample on, so each
+//! thread runs wyrand (a 64-bit state, one multiplication per number; it passes
+//! BigCrush and PractRand) seeded once from the operating system. A forked child that
+//! does not exec would share its parent's state, which is why nothing here is used
+//! before `main` forks.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 
 use clew_model::{SpanId, TraceId};
-use rand::rngs::SmallRng;
-use rand::{RngCore, SeedableRng};
+use rand::TryRngCore;
 
 thread_local! {
-    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+    /// The generator's state; 0 until the thread's first id.
+    static STATE: Cell<u64> = const { Cell::new(0) };
 }
 
 #[inline]
 fn next_u64() -> u64 {
-    RNG.with(|rng| rng.borrow_mut().next_u64())
+    // `Cell<u64>` needs no destructor, so this works even while the thread exits.
+    STATE.with(|state| {
+        let mut s = state.get();
+        if s == 0 {
+            s = seed();
+        }
+        s = s.wrapping_add(0xa076_1d64_78bd_642f);
+        state.set(s);
+        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    })
+}
+
+#[cold]
+fn seed() -> u64 {
+    let seed = rand::rngs::OsRng.try_next_u64().unwrap_or_else(|_| {
+        // No OS randomness (a sandbox without getrandom): mix the time and this
+        // thread's address space so threads and processes still differ.
+        let local = 0u8;
+        let time = crate::clock::now_unix_nanos();
+        time ^ (std::ptr::addr_of!(local) as u64).rotate_left(32) ^ u64::from(std::process::id())
+    });
+    seed | 1
 }
 
 /// A new UUIDv7 trace id whose timestamp is `unix_ms`: 48 bits of milliseconds, the

@@ -6,17 +6,16 @@ use std::time::SystemTime;
 
 use clew_model::{Resource, Scope, SpanId, SpanKind, Status, StatusCode, TraceId};
 use clew_propagation::{FLAG_RANDOM, FLAG_SAMPLED};
-use smallvec::SmallVec;
 
-use crate::attr::{Attribute, Key, Value, into_model_dedup};
+use crate::attr::{Attribute, AttributeList, Key, Value, into_model_dedup};
 use crate::clock::{now_unix_nanos, system_time_nanos};
 use crate::export::ExportError;
 use crate::ids::{new_span_id, new_trace_id};
-use crate::processor::{BatchConfig, BatchProcessor, NoopProcessor, SpanProcessor};
+use crate::processor::{BatchConfig, BatchProcessor, BatchQueue, NoopProcessor, SpanProcessor};
 use crate::{Context, ContextGuard, Sampler, SpanContext, SpanExporter};
 
-/// Attributes set at start: three or four cover most spans without a heap allocation.
-pub(crate) type Attributes = SmallVec<[Attribute; 4]>;
+/// Attributes set at start: four cover most spans without a heap allocation.
+pub(crate) type Attributes = AttributeList;
 
 /// Owns the export pipeline and the sampler, and hands out one [`Tracer`] per service.
 ///
@@ -31,6 +30,8 @@ pub struct TracerProvider {
 
 struct ProviderInner {
     processor: Arc<dyn SpanProcessor>,
+    /// The processor's queue when it is a [`BatchProcessor`]: spans go straight in.
+    batch: Option<BatchQueue>,
     sampler: Sampler,
     scope: Scope,
     tracers: Mutex<Vec<&'static TracerInner>>,
@@ -38,7 +39,7 @@ struct ProviderInner {
 
 /// Configures a [`TracerProvider`].
 pub struct TracerProviderBuilder {
-    processor: Option<Arc<dyn SpanProcessor>>,
+    processor: Option<(Arc<dyn SpanProcessor>, Option<BatchQueue>)>,
     sampler: Sampler,
     scope: Scope,
 }
@@ -46,7 +47,10 @@ pub struct TracerProviderBuilder {
 impl TracerProviderBuilder {
     /// Where ended spans go. Without one, spans are recorded and dropped.
     pub fn with_processor(mut self, processor: impl SpanProcessor) -> Self {
-        self.processor = Some(Arc::new(processor));
+        let batch = (&processor as &dyn std::any::Any)
+            .downcast_ref::<BatchProcessor>()
+            .map(BatchProcessor::queue);
+        self.processor = Some((Arc::new(processor), batch));
         self
     }
 
@@ -71,9 +75,13 @@ impl TracerProviderBuilder {
     }
 
     pub fn build(self) -> TracerProvider {
+        let (processor, batch) = self
+            .processor
+            .unwrap_or_else(|| (Arc::new(NoopProcessor), None));
         TracerProvider {
             inner: Arc::new(ProviderInner {
-                processor: self.processor.unwrap_or_else(|| Arc::new(NoopProcessor)),
+                processor,
+                batch,
                 sampler: self.sampler,
                 scope: self.scope,
                 tracers: Mutex::new(Vec::new()),
@@ -117,6 +125,7 @@ impl TracerProvider {
             scope: self.inner.scope.clone(),
             sampler: self.inner.sampler.clone(),
             processor: Some(self.inner.processor.clone()),
+            batch: self.inner.batch.clone(),
         }));
         tracers.push(inner);
         Tracer { inner }
@@ -147,6 +156,11 @@ impl TracerProvider {
     pub fn dropped_spans(&self) -> u64 {
         self.inner.processor.dropped_spans()
     }
+
+    #[cfg(test)]
+    pub(crate) fn batch_queue(&self) -> Option<BatchQueue> {
+        self.inner.batch.clone()
+    }
 }
 
 pub(crate) struct TracerInner {
@@ -154,6 +168,7 @@ pub(crate) struct TracerInner {
     scope: Scope,
     sampler: Sampler,
     processor: Option<Arc<dyn SpanProcessor>>,
+    batch: Option<BatchQueue>,
 }
 
 /// Starts spans for one service. Copy it freely: it is a reference.
@@ -167,6 +182,7 @@ static NOOP_TRACER: std::sync::LazyLock<TracerInner> = std::sync::LazyLock::new(
     scope: Scope::default(),
     sampler: Sampler::always_off(),
     processor: None,
+    batch: None,
 });
 
 impl Tracer {
@@ -189,35 +205,15 @@ impl Tracer {
     /// current context.
     #[inline]
     pub fn span(&self, name: impl Into<Cow<'static, str>>) -> SpanBuilder {
-        let data = match pooled_block() {
-            Some(mut data) => {
-                // Emptied by `take_model`; only what it leaves behind is set here.
-                data.tracer = *self;
-                data.name = name.into();
-                data.kind = SpanKind::Internal;
-                data
-            }
-            None => Box::new(SpanData {
-                context: SpanContext::placeholder(),
-                tracer: *self,
-                home: None,
-                parent_span_id: None,
-                name: name.into(),
-                kind: SpanKind::Internal,
-                start: 0,
-                end: 0,
-                attributes: SmallVec::new(),
-                events: Vec::new(),
-                links: Vec::new(),
-                status: StatusCode::Unset,
-                status_message: Cow::Borrowed(""),
-            }),
-        };
+        let mut data = pooled_block().unwrap_or_else(|| Box::new(SpanData::empty(*self)));
+        // Pooled blocks are empty (see `SpanData::empty`): only these need setting.
+        data.tracer = *self;
+        data.name = name.into();
+        data.kind = SpanKind::Internal;
         SpanBuilder {
-            tracer: *self,
             data,
             parent: Parent::Current,
-            start: None,
+            explicit_start: false,
         }
     }
 
@@ -254,22 +250,24 @@ impl std::fmt::Debug for Tracer {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Parent {
     Current,
-    Span(SpanContext),
+    /// The one the builder was given, kept in the block's `context` until the start.
+    Given,
     Root,
 }
 
 /// A span about to start. Every setting has a default; [`SpanBuilder::start`] starts it.
 ///
-/// The span's data lives in one heap block from here until it is exported, so the
-/// builder and the span handle stay a few words wide and chained calls move no more.
+/// The span's data lives in one heap block from here until it ends, so the builder and
+/// the span handle stay a few words wide and chained calls move no more.
 #[must_use = "a span builder does nothing until started"]
 pub struct SpanBuilder {
-    tracer: Tracer,
     data: Box<SpanData>,
     parent: Parent,
-    start: Option<u64>,
+    /// Whether `data.start` was set by the caller.
+    explicit_start: bool,
 }
 
 impl SpanBuilder {
@@ -287,7 +285,7 @@ impl SpanBuilder {
 
     #[inline]
     pub fn attribute(mut self, key: impl Into<Key>, value: impl Into<Value>) -> Self {
-        self.data.attributes.push(Attribute::new(key, value));
+        self.data.attributes.push_new(key, value);
         self
     }
 
@@ -312,7 +310,7 @@ impl SpanBuilder {
         context: &SpanContext,
         attributes: impl IntoIterator<Item = A>,
     ) -> Self {
-        self.data.links.push(LinkData {
+        self.data.extra().links.push(LinkData {
             context: context.clone(),
             attributes: attributes.into_iter().map(Into::into).collect(),
         });
@@ -321,16 +319,20 @@ impl SpanBuilder {
 
     /// The parent span, local or remote, instead of the current context.
     pub fn parent(mut self, parent: &SpanContext) -> Self {
-        self.parent = Parent::Span(parent.clone());
+        self.data.context = parent.clone();
+        self.parent = Parent::Given;
         self
     }
 
     /// The span of `cx` as parent; a context without a span makes this span a root.
     pub fn parent_context(mut self, cx: &Context) -> Self {
-        self.parent = match cx.span_context() {
-            Some(span) => Parent::Span(span.clone()),
-            None => Parent::Root,
-        };
+        match cx.span_context() {
+            Some(span) => {
+                self.data.context = span.clone();
+                self.parent = Parent::Given;
+            }
+            None => self.parent = Parent::Root,
+        }
         self
     }
 
@@ -341,29 +343,39 @@ impl SpanBuilder {
     }
 
     pub fn start_time(mut self, time: SystemTime) -> Self {
-        self.start = Some(system_time_nanos(time));
+        self.data.start = system_time_nanos(time);
+        self.explicit_start = true;
         self
     }
 
     pub fn start_unix_nanos(mut self, unix_nanos: u64) -> Self {
-        self.start = Some(unix_nanos);
+        self.data.start = unix_nanos;
+        self.explicit_start = true;
         self
     }
 
     pub fn start(self) -> Span {
         let SpanBuilder {
-            tracer,
             mut data,
             parent,
-            start,
+            explicit_start,
         } = self;
+        let start = if explicit_start {
+            data.start
+        } else {
+            now_unix_nanos()
+        };
+        let span_id = new_span_id();
+        let tracer = data.tracer;
+        let inner = tracer.inner;
         let parent = match parent {
             Parent::Current => Context::current_span(),
-            Parent::Span(span) => Some(span),
+            Parent::Given => Some(std::mem::replace(
+                &mut data.context,
+                SpanContext::placeholder(),
+            )),
             Parent::Root => None,
         };
-        let start = start.unwrap_or_else(now_unix_nanos);
-        let span_id = new_span_id();
         let (trace_id, inherited_flags, local_root) = match &parent {
             Some(parent) => (
                 parent.trace_id(),
@@ -372,7 +384,6 @@ impl SpanBuilder {
             ),
             None => (new_trace_id(start / 1_000_000), FLAG_RANDOM, span_id),
         };
-        let inner = tracer.inner;
         let sampled =
             inner.processor.is_some() && inner.sampler.should_sample(parent.as_ref(), trace_id);
         let flags = if sampled {
@@ -380,42 +391,55 @@ impl SpanBuilder {
         } else {
             inherited_flags & !FLAG_SAMPLED
         };
-        let trace_state = parent.as_ref().and_then(|p| p.trace_state_arc().cloned());
-        let context = SpanContext::local(trace_id, span_id, flags, trace_state, local_root);
+        let (parent_span_id, trace_state) = match parent {
+            Some(parent) => (parent.span_id(), parent.into_trace_state()),
+            None => (SpanId::INVALID, None),
+        };
         let data = if sampled {
-            data.parent_span_id = parent.as_ref().map(SpanContext::span_id);
+            data.parent_span_id = parent_span_id;
             data.start = start;
             Some(data)
         } else {
             return_to_pool(data);
             None
         };
+        // Built last, straight into the returned span: built before the call above,
+        // the context would be copied out of a temporary with wide loads over its
+        // narrow stores, which stalls the CPU.
         Span {
-            context,
+            context: SpanContext::local(trace_id, span_id, flags, trace_state, local_root),
             tracer,
             data,
         }
     }
 }
 
-/// Everything recorded about a span, in one allocation that travels from the builder
-/// to the export thread.
+/// Everything recorded about a span. While the span is open it lives in a heap block
+/// from the thread's pool (so builder and handle stay a few words wide); when it ends
+/// it is copied, by value, into the processor's queue and the block goes back to the
+/// pool of the thread that ended it. No block ever crosses to the export thread, so a
+/// span costs no allocation once a thread's pool is warm.
 pub(crate) struct SpanData {
     /// Filled in when the span ends.
     context: SpanContext,
     tracer: Tracer,
-    /// The queue of the thread that ended the span, set by the export thread so the
-    /// emptied block can go back there.
-    home: Option<Arc<crate::processor::Shard>>,
-    parent_span_id: Option<SpanId>,
+    /// [`SpanId::INVALID`] for a root.
+    parent_span_id: SpanId,
     name: Cow<'static, str>,
     kind: SpanKind,
+    status: StatusCode,
     start: u64,
     end: u64,
     attributes: Attributes,
+    /// Events, links and a status message: most spans have none, so they live behind
+    /// one pointer rather than widening every span.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Default)]
+struct Extra {
     events: Vec<EventData>,
     links: Vec<LinkData>,
-    status: StatusCode,
     status_message: Cow<'static, str>,
 }
 
@@ -430,6 +454,82 @@ struct EventData {
 struct LinkData {
     context: SpanContext,
     attributes: Vec<Attribute>,
+}
+
+impl SpanData {
+    /// A record that owns nothing: what pooled blocks hold between spans.
+    #[inline]
+    fn empty(tracer: Tracer) -> SpanData {
+        SpanData {
+            context: SpanContext::placeholder(),
+            tracer,
+            parent_span_id: SpanId::INVALID,
+            name: Cow::Borrowed(""),
+            kind: SpanKind::Internal,
+            status: StatusCode::Unset,
+            start: 0,
+            end: 0,
+            attributes: AttributeList::new(),
+            extra: None,
+        }
+    }
+
+    /// A record that owns heap memory (an owned name and attribute).
+    #[cfg(test)]
+    pub(crate) fn for_test(tracer: Tracer, name: String) -> SpanData {
+        let mut data = SpanData::empty(tracer);
+        data.attributes.push_new("owned", name.clone());
+        data.name = name.into();
+        data
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_empty_for_test(&self) -> bool {
+        self.owns_nothing() && self.name.is_empty() && self.attributes.iter().next().is_none()
+    }
+
+    /// Whether dropping this record would free nothing.
+    #[inline]
+    fn owns_nothing(&self) -> bool {
+        self.extra.is_none()
+            && self.context.trace_state().is_none()
+            && matches!(self.name, Cow::Borrowed(_))
+            && self.attributes.owns_nothing()
+    }
+
+    #[inline]
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Moves the record out, leaving this one empty.
+    #[inline]
+    pub(crate) fn take(&mut self) -> SpanData {
+        let tracer = self.tracer;
+        std::mem::replace(self, SpanData::empty(tracer))
+    }
+
+    /// Moves the record into `slot` with one copy, leaving this one empty.
+    ///
+    /// # Safety
+    /// `slot` must be valid for writing a `SpanData` and hold no live value (it is
+    /// overwritten, not dropped).
+    #[inline]
+    pub(crate) unsafe fn move_to(&mut self, slot: *mut SpanData) {
+        // SAFETY: `self` is a valid record and `slot` is writable (the caller's
+        // promise). The bitwise copy moves ownership of everything `self` held to
+        // `slot`; the fields that own something are then overwritten without being
+        // dropped, so nothing is freed twice, and `self` is left as `empty` leaves it
+        // (the other fields are plain values that the next span overwrites).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self as *const SpanData, slot, 1);
+            std::ptr::write(&mut self.context, SpanContext::placeholder());
+            std::ptr::write(&mut self.name, Cow::Borrowed(""));
+            std::ptr::write(&mut self.attributes, AttributeList::new());
+            std::ptr::write(&mut self.extra, None);
+        }
+        self.status = StatusCode::Unset;
+    }
 }
 
 /// A started span. It ends when [`Span::end`] is called or when it is dropped.
@@ -466,7 +566,7 @@ impl Span {
     /// the guard drops. The guard does not borrow the span, so the span can still be
     /// changed while it is current.
     pub fn enter(&self) -> ContextGuard {
-        self.context().attach()
+        Context::enter_span(self.context.clone())
     }
 
     /// Whether this span is recorded (sampled and not yet ended).
@@ -485,9 +585,10 @@ impl Span {
     }
 
     /// Sets an attribute; setting a key again replaces its value.
+    #[inline]
     pub fn set_attribute(&mut self, key: impl Into<Key>, value: impl Into<Value>) {
         if let Some(data) = &mut self.data {
-            data.attributes.push(Attribute::new(key, value));
+            data.attributes.push_new(key, value);
         }
     }
 
@@ -516,7 +617,7 @@ impl Span {
         attributes: impl IntoIterator<Item = A>,
     ) {
         if let Some(data) = &mut self.data {
-            data.events.push(EventData {
+            data.extra().events.push(EventData {
                 time: unix_nanos,
                 name: name.into(),
                 attributes: attributes.into_iter().map(Into::into).collect(),
@@ -528,7 +629,7 @@ impl Span {
     /// samplers can see them; this is for links learned later).
     pub fn add_link(&mut self, context: &SpanContext) {
         if let Some(data) = &mut self.data {
-            data.links.push(LinkData {
+            data.extra().links.push(LinkData {
                 context: context.clone(),
                 attributes: Vec::new(),
             });
@@ -543,11 +644,11 @@ impl Span {
             return;
         }
         data.status = code;
-        data.status_message = if code == StatusCode::Error {
-            description.into()
-        } else {
-            Cow::Borrowed("")
-        };
+        if code == StatusCode::Error {
+            data.extra().status_message = description.into();
+        } else if let Some(extra) = &mut data.extra {
+            extra.status_message = Cow::Borrowed("");
+        }
     }
 
     /// Records `error` as an `exception` event (type, message, and the chain of
@@ -575,6 +676,7 @@ impl Span {
     }
 
     /// Ends the span now. Later calls, and the drop, do nothing.
+    #[inline]
     pub fn end(&mut self) {
         if self.data.is_some() {
             self.end_at(now_unix_nanos());
@@ -585,12 +687,15 @@ impl Span {
         let Some(mut data) = self.data.take() else {
             return;
         };
-        let Some(processor) = &self.tracer.inner.processor else {
-            return;
-        };
+        let inner = self.tracer.inner;
         data.end = unix_nanos.max(data.start);
         data.context = self.context.clone();
-        processor.on_end(FinishedSpan { data });
+        if let Some(queue) = &inner.batch {
+            queue.push(&mut data);
+        } else if let Some(processor) = &inner.processor {
+            processor.on_end(FinishedSpan { data: data.take() });
+        }
+        recycle_block(data);
     }
 }
 
@@ -610,13 +715,43 @@ impl std::fmt::Debug for Span {
     }
 }
 
-/// A span that has ended, on its way to a processor: one pointer wide. Turning it into
-/// the model's span (allocating owned strings) is left to the processor's thread.
+/// A span that has ended, on its way to a processor. Turning it into the model's span
+/// (allocating owned strings) is left to the processor's thread.
+#[repr(transparent)]
 pub struct FinishedSpan {
-    data: Box<SpanData>,
+    data: SpanData,
 }
 
 impl FinishedSpan {
+    pub(crate) fn from_data(data: SpanData) -> FinishedSpan {
+        FinishedSpan { data }
+    }
+
+    pub(crate) fn data_mut(&mut self) -> &mut SpanData {
+        &mut self.data
+    }
+
+    /// Empties `spans`, dropping what each owns. Most spans own nothing (literal
+    /// names, keys and values, or records an exporter has taken): those are skipped
+    /// without running their drop code.
+    pub(crate) fn discard_all(spans: &mut Vec<FinishedSpan>) {
+        let len = spans.len();
+        // SAFETY: the length is cleared first, so a panic while dropping leaks the
+        // rest instead of dropping anything twice; each record below `len` is live
+        // and is either dropped once here or skipped, and skipping a drop is always
+        // sound (and leaks nothing when the record owns nothing).
+        unsafe {
+            spans.set_len(0);
+            let base = spans.as_mut_ptr();
+            for i in 0..len {
+                let span = base.add(i);
+                if !(*span).data.owns_nothing() {
+                    std::ptr::drop_in_place(span);
+                }
+            }
+        }
+    }
+
     pub fn span_context(&self) -> &SpanContext {
         &self.data.context
     }
@@ -642,36 +777,39 @@ impl FinishedSpan {
         self.take_model()
     }
 
-    /// Moves the recorded data out into a model span, leaving this block empty and
-    /// ready for [`FinishedSpan::recycle`].
+    /// Moves the recorded data out into a model span, leaving this record empty.
     pub(crate) fn take_model(&mut self) -> clew_model::Span {
-        let data = &mut *self.data;
-        let context = std::mem::replace(&mut data.context, SpanContext::placeholder());
-        let span = clew_model::Span {
+        let data = self.data.take();
+        let context = data.context;
+        let extra = data.extra.map(|extra| *extra).unwrap_or_default();
+        clew_model::Span {
             trace_id: context.trace_id(),
             span_id: context.span_id(),
-            parent_span_id: data.parent_span_id.take(),
+            parent_span_id: data
+                .parent_span_id
+                .is_valid()
+                .then_some(data.parent_span_id),
             trace_state: context
                 .trace_state()
                 .map(|s| s.to_header())
                 .unwrap_or_default(),
-            name: std::mem::take(&mut data.name).into_owned(),
+            name: data.name.into_owned(),
             kind: data.kind,
             start_unix_nano: data.start,
             end_unix_nano: data.end,
-            attributes: into_model_dedup(data.attributes.drain(..)),
-            events: data
+            attributes: into_model_dedup(data.attributes),
+            events: extra
                 .events
-                .drain(..)
+                .into_iter()
                 .map(|e| clew_model::Event {
                     time_unix_nano: e.time,
                     name: e.name.into_owned(),
                     attributes: into_model_dedup(e.attributes),
                 })
                 .collect(),
-            links: data
+            links: extra
                 .links
-                .drain(..)
+                .into_iter()
                 .map(|l| clew_model::Link {
                     trace_id: l.context.trace_id(),
                     span_id: l.context.span_id(),
@@ -684,79 +822,47 @@ impl FinishedSpan {
                 })
                 .collect(),
             status: Status {
-                code: std::mem::take(&mut data.status),
-                message: std::mem::take(&mut data.status_message).into_owned(),
+                code: data.status,
+                message: extra.status_message.into_owned(),
             },
             resource: data.tracer.inner.resource.clone(),
             scope: data.tracer.inner.scope.clone(),
             flags: u32::from(context.flags()),
-        };
-        // An unusually large span should not pin its memory in the pool.
-        if data.events.capacity() > POOLED_CAPACITY {
-            data.events = Vec::new();
         }
-        if data.links.capacity() > POOLED_CAPACITY {
-            data.links = Vec::new();
-        }
-        if data.attributes.capacity() > POOLED_CAPACITY {
-            data.attributes = SmallVec::new();
-        }
-        span
     }
 
     pub(crate) fn tracer(&self) -> Tracer {
         self.data.tracer
     }
 
-    pub(crate) fn set_home(&mut self, home: Arc<crate::processor::Shard>) {
-        self.data.home = Some(home);
-    }
-
-    /// Empties the block (if no exporter took its data) for reuse by the thread whose
-    /// queue is returned with it, so blocks are freed and allocated by the same thread
-    /// (allocators are slow when one thread frees what another allocated).
-    pub(crate) fn recycle(mut self) -> (Option<Arc<crate::processor::Shard>>, PooledSpan) {
-        let data = &mut *self.data;
-        if data.context.span_id().is_valid() {
-            data.context = SpanContext::placeholder();
-            data.parent_span_id = None;
-            data.name = Cow::Borrowed("");
-            data.attributes.clear();
-            data.events.clear();
-            data.links.clear();
-            data.status = StatusCode::Unset;
-            data.status_message = Cow::Borrowed("");
-        }
-        (data.home.take(), PooledSpan(self.data))
-    }
-
-    /// Moves the recorded data out as an OTLP span, leaving the block empty like
+    /// Moves the recorded data out as an OTLP span, leaving this record empty like
     /// [`FinishedSpan::take_model`] does.
     pub(crate) fn take_otlp(&mut self) -> clew_otlp::proto::trace::v1::Span {
         use clew_otlp::proto::trace::v1 as trace;
-        let data = &mut *self.data;
-        let context = std::mem::replace(&mut data.context, SpanContext::placeholder());
+        let data = self.data.take();
+        let context = data.context;
+        let extra = data.extra.map(|extra| *extra).unwrap_or_default();
         let trace_state =
             |c: &SpanContext| c.trace_state().map(|s| s.to_header()).unwrap_or_default();
         trace::Span {
             trace_id: context.trace_id().0.to_vec(),
             span_id: context.span_id().0.to_vec(),
             trace_state: trace_state(&context),
-            parent_span_id: data
-                .parent_span_id
-                .take()
-                .map(|p| p.0.to_vec())
-                .unwrap_or_default(),
+            parent_span_id: if data.parent_span_id.is_valid() {
+                data.parent_span_id.0.to_vec()
+            } else {
+                Vec::new()
+            },
             flags: u32::from(context.flags()),
-            name: std::mem::take(&mut data.name).into_owned(),
+            name: data.name.into_owned(),
             kind: data.kind.as_otlp(),
             start_time_unix_nano: data.start,
             end_time_unix_nano: data.end,
-            attributes: crate::attr::into_otlp_dedup(data.attributes.drain(..)),
+            attributes: crate::attr::into_otlp_dedup(data.attributes),
             dropped_attributes_count: 0,
-            events: data
+            events: extra
                 .events
-                .drain(..)
+                .into_iter()
                 .map(|e| trace::span::Event {
                     time_unix_nano: e.time,
                     name: e.name.into_owned(),
@@ -765,9 +871,9 @@ impl FinishedSpan {
                 })
                 .collect(),
             dropped_events_count: 0,
-            links: data
+            links: extra
                 .links
-                .drain(..)
+                .into_iter()
                 .map(|l| trace::span::Link {
                     trace_id: l.context.trace_id().0.to_vec(),
                     span_id: l.context.span_id().0.to_vec(),
@@ -779,61 +885,46 @@ impl FinishedSpan {
                 .collect(),
             dropped_links_count: 0,
             status: Some(trace::Status {
-                message: std::mem::take(&mut data.status_message).into_owned(),
-                code: std::mem::take(&mut data.status).as_otlp(),
+                message: extra.status_message.into_owned(),
+                code: data.status.as_otlp(),
             }),
         }
     }
 }
 
-/// Capacity beyond which a recycled block's vectors are freed rather than kept.
-const POOLED_CAPACITY: usize = 16;
-/// How many recycled blocks a thread keeps at hand.
-pub(crate) const POOL_SIZE: usize = 256;
+/// How many empty blocks a thread keeps at hand: as many as it has spans open at once,
+/// in the usual case.
+const POOL_SIZE: usize = 64;
 
-/// An emptied span block on its way back to an application thread.
-pub(crate) struct PooledSpan(Box<SpanData>);
+/// The pool holds the blocks themselves: a block is what spans borrow and give back.
+#[allow(clippy::vec_box)]
+type Pool = Vec<Box<SpanData>>;
 
 thread_local! {
-    static POOL: std::cell::RefCell<Vec<PooledSpan>> = const { std::cell::RefCell::new(Vec::new()) };
+    static POOL: std::cell::RefCell<Pool> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Tops up this thread's pool from `returned` while it has room.
-pub(crate) fn refill_pool(returned: &mut Vec<PooledSpan>) {
+#[inline]
+fn pooled_block() -> Option<Box<SpanData>> {
+    POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten()
+}
+
+/// Keeps an emptied block for this thread's next span.
+#[inline]
+fn recycle_block(data: Box<SpanData>) {
     let _ = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        while pool.len() < POOL_SIZE {
-            match returned.pop() {
-                Some(block) => pool.push(block),
-                None => break,
-            }
+        if pool.len() < POOL_SIZE {
+            pool.push(data);
         }
     });
-}
-
-/// Whether this thread's pool could take more blocks.
-pub(crate) fn pool_wants_more() -> bool {
-    POOL.try_with(|pool| pool.borrow().len() < POOL_SIZE / 2)
-        .unwrap_or(false)
 }
 
 /// Keeps the block of a span that will not be recorded (only the builder touched it).
 fn return_to_pool(mut data: Box<SpanData>) {
     data.attributes.clear();
-    data.links.clear();
+    data.extra = None;
     data.name = Cow::Borrowed("");
-    let _ = POOL.try_with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < POOL_SIZE {
-            pool.push(PooledSpan(data));
-        }
-    });
-}
-
-#[inline]
-fn pooled_block() -> Option<Box<SpanData>> {
-    POOL.try_with(|pool| pool.borrow_mut().pop())
-        .ok()
-        .flatten()
-        .map(|block| block.0)
+    recycle_block(data);
 }
