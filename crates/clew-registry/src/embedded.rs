@@ -418,6 +418,17 @@ impl Registry for EmbeddedRegistry {
     fn backend_name(&self) -> &'static str {
         "embedded"
     }
+
+    async fn flush(&self) -> Result<()> {
+        let mut inner = self.lock();
+        let Some(journal) = inner.journal.as_mut() else {
+            return Ok(());
+        };
+        journal.flush().map_err(|e| RegistryError::Journal {
+            path: journal.path().display().to_string(),
+            detail: e.to_string(),
+        })
+    }
 }
 
 /// Writes buffered journal lines out every [`FLUSH_EVERY`] until the registry is dropped.

@@ -187,6 +187,12 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
 
     /// `"redis"`, `"redis-cluster"` or `"embedded"`.
     fn backend_name(&self) -> &'static str;
+
+    /// Writes out what the backend still buffers (the embedded registry's file), so a
+    /// clean shutdown keeps every change. Redis has nothing to flush.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 pub(crate) fn check_metadata(metadata: &Metadata) -> Result<()> {

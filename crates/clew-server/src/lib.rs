@@ -228,6 +228,9 @@ impl Server {
         // and ends.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.lifecycle_task).await;
         self.watchdog.shutdown().await;
+        if let Err(error) = self.registry.flush().await {
+            tracing::warn!(%error, "the lifecycle registry's last changes may be lost");
+        }
     }
 }
 
