@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::serve::ListenerExt;
-use clew_otlp::{ExportTraceServiceRequest, decode_json, decode_protobuf, spans_from_request};
+use clew_otlp::{OtlpError, Received, decode_json, receive_protobuf, spans_from_request};
 use prost::Message;
 use tokio::net::TcpListener;
 
@@ -113,15 +113,15 @@ async fn receive_traces(
         Ok(body) => body,
         Err((status, message)) => return error_response(encoding, status, message),
     };
-    let request: Result<ExportTraceServiceRequest, _> = match encoding {
-        Encoding::Protobuf => decode_protobuf(&body),
-        Encoding::Json => decode_json(&body),
+    let decoded: Result<Received, OtlpError> = match encoding {
+        Encoding::Protobuf => receive_protobuf(body),
+        Encoding::Json => decode_json(&body).map(|r| spans_from_request(r).into()),
     };
-    let request = match request {
-        Ok(request) => request,
+    let decoded = match decoded {
+        Ok(decoded) => decoded,
         Err(error) => return error_response(encoding, StatusCode::BAD_REQUEST, error.to_string()),
     };
-    match export(&state.pipeline, spans_from_request(request)).await {
+    match export(&state.pipeline, decoded).await {
         Ok(response) => {
             let body = match encoding {
                 Encoding::Protobuf => response.encode_to_vec(),

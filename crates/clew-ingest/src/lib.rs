@@ -11,17 +11,19 @@ mod grpc;
 mod http;
 mod pipeline;
 
-pub use grpc::{grpc_service, serve_grpc};
+pub use grpc::{OtlpGrpcService, grpc_service, serve_grpc};
 pub use http::{HttpLimits, http_router, serve_http};
 pub use pipeline::{IngestError, Pipeline, PipelineConfig, PipelineStats, StoredSpans};
 
-use clew_otlp::{Decoded, ExportTracePartialSuccess, ExportTraceServiceResponse};
+pub use clew_otlp::{SpanBatch, SpanRef, ValueRef};
+
+use clew_otlp::{ExportTracePartialSuccess, ExportTraceServiceResponse, Received};
 
 /// Hands decoded spans to the pipeline and builds the OTLP response, shared by both
 /// transports so they report partial success the same way.
 async fn export(
     pipeline: &Pipeline,
-    decoded: Decoded,
+    decoded: Received,
 ) -> Result<ExportTraceServiceResponse, IngestError> {
     let partial_success = (decoded.rejected > 0).then(|| ExportTracePartialSuccess {
         rejected_spans: decoded.rejected,
@@ -30,6 +32,6 @@ async fn export(
     if decoded.rejected > 0 {
         tracing::warn!(rejected = decoded.rejected, reason = %decoded.rejection_message(), "rejected invalid spans");
     }
-    pipeline.submit(decoded.spans).await?;
+    pipeline.submit_batch(decoded.spans).await?;
     Ok(ExportTraceServiceResponse { partial_success })
 }

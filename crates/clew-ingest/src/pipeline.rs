@@ -4,6 +4,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use clew_model::Span;
+use clew_otlp::SpanBatch;
 use clew_store::SpanStore;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
@@ -47,8 +48,11 @@ impl Default for PipelineConfig {
 
 /// Told about spans once they are durable, on the writer thread: it must not block (hand
 /// the spans on through a bounded channel, dropping when it is full).
+///
+/// The spans come as the batches the receivers queued, possibly still in their wire form;
+/// read them through [`SpanBatch::iter`] ([`clew_otlp::SpanRef`] has the accessors).
 pub trait StoredSpans: Send + Sync + 'static {
-    fn stored(&self, spans: &[Span]);
+    fn stored(&self, batches: &[SpanBatch]);
 }
 
 #[derive(Debug, Default)]
@@ -65,7 +69,7 @@ enum Message {
 }
 
 struct Job {
-    spans: Vec<Span>,
+    spans: SpanBatch,
     done: oneshot::Sender<Result<(), String>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -116,6 +120,12 @@ impl Pipeline {
     /// Queues spans and waits until they are durable. Returns an error without waiting
     /// when there is no room.
     pub async fn submit(&self, spans: Vec<Span>) -> Result<(), IngestError> {
+        self.submit_batch(SpanBatch::Model(spans)).await
+    }
+
+    /// [`submit`](Self::submit) for spans in either form; receivers queue OTLP requests
+    /// decoded in place ([`SpanBatch::Wire`]).
+    pub async fn submit_batch(&self, spans: SpanBatch) -> Result<(), IngestError> {
         if spans.is_empty() {
             return Ok(());
         }
@@ -177,7 +187,7 @@ fn write_loop(
     max_batch: usize,
     stats: &PipelineStats,
 ) {
-    let mut batch: Vec<Span> = Vec::new();
+    let mut batches: Vec<SpanBatch> = Vec::new();
     let mut waiting: Vec<Job> = Vec::new();
     let mut stopping = false;
     while !stopping {
@@ -200,25 +210,30 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        batch.clear();
-        for job in &mut waiting {
-            batch.append(&mut job.spans);
-        }
-        let result = store.write(&batch).map_err(|e| e.to_string());
+        // The jobs' batches move as they are: no span is copied on the way to the store.
+        batches.clear();
+        batches.extend(waiting.iter_mut().map(|job| std::mem::take(&mut job.spans)));
+        let result = store.write_batches(&batches).map_err(|e| e.to_string());
         match &result {
             Ok(()) => {
                 stats
                     .spans_stored
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    .fetch_add(queued as u64, Ordering::Relaxed);
                 stats.batches_written.fetch_add(1, Ordering::Relaxed);
                 if let Some(observer) = &observer {
-                    observer.stored(&batch);
+                    observer.stored(&batches);
                 }
             }
-            Err(error) => tracing::error!(%error, spans = batch.len(), "store write failed"),
+            Err(error) => tracing::error!(%error, spans = queued, "store write failed"),
         }
         for job in waiting.drain(..) {
-            let _ = job.done.send(result.clone());
+            // The queue's room comes back before the answer goes out, so a client that
+            // sends again as soon as it is acknowledged finds it.
+            let Job { done, _permit, .. } = job;
+            drop(_permit);
+            let _ = done.send(result.clone());
         }
+        // Freed after the answers, not while the next write waits.
+        batches.clear();
     }
 }

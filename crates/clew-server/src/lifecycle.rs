@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use clew_ingest::StoredSpans;
-use clew_model::{AttributeValue, Span, SpanId, SpanKind, TraceId};
+use clew_ingest::{SpanBatch, SpanRef, StoredSpans, ValueRef};
+use clew_model::{SpanId, SpanKind, TraceId};
 use clew_registry::{Metadata, Registry, TraceState};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -68,27 +68,27 @@ struct SpanFact {
 }
 
 impl SpanFact {
-    fn of(span: &Span) -> SpanFact {
+    fn of(span: SpanRef<'_>) -> SpanFact {
         let unfinished = matches!(
             span.attribute(UNFINISHED_ATTRIBUTE),
-            Some(AttributeValue::Bool(true))
+            Some(ValueRef::Bool(true))
         );
         let error = span.is_error().then(|| {
             let mut reason = format!(
                 "span {:?} of {} ended with error status",
-                span.name,
+                span.name(),
                 span.service_name()
             );
-            if !span.status.message.is_empty() {
-                reason.push_str(&format!(": {}", span.status.message));
+            if !span.status_message().is_empty() {
+                reason.push_str(&format!(": {}", span.status_message()));
             }
             reason
         });
         SpanFact {
-            trace_id: span.trace_id,
-            span_id: span.span_id,
-            parent: span.parent_span_id,
-            serves_a_call: span.kind == SpanKind::Server,
+            trace_id: span.trace_id(),
+            span_id: span.span_id(),
+            parent: span.parent_span_id(),
+            serves_a_call: span.kind() == SpanKind::Server,
             error,
             unfinished,
             service: span.service_name().to_string(),
@@ -111,8 +111,12 @@ pub struct LifecycleFeed {
 }
 
 impl StoredSpans for LifecycleFeed {
-    fn stored(&self, spans: &[Span]) {
-        let facts = spans.iter().map(SpanFact::of).collect();
+    fn stored(&self, batches: &[SpanBatch]) {
+        let facts = batches
+            .iter()
+            .flat_map(SpanBatch::iter)
+            .map(SpanFact::of)
+            .collect();
         if self.facts.try_send(facts).is_err() {
             self.stats.batches_dropped.fetch_add(1, Ordering::Relaxed);
         }

@@ -2,8 +2,10 @@
 //!
 //! Owns the [`SpanStore`] trait (the contract every backend meets: durable writes, trace
 //! by id, search, services and operations, dependencies, retention) and the embedded
-//! backend that needs nothing installed. Imports only `clew-model`; never the ingest,
-//! query or server crates, which sit above it.
+//! backend that needs nothing installed. Imports `clew-model`, and `clew-otlp` for the
+//! form spans arrive in ([`SpanBatch`]: model spans, or OTLP requests decoded in place,
+//! which the embedded backend encodes without making model spans first); never the
+//! ingest, query or server crates, which sit above it.
 //!
 //! The embedded backend, [`FjallStore`], keeps everything in a [fjall] database in one
 //! directory: spans grouped per trace and service in a compact binary encoding, ordered
@@ -20,6 +22,7 @@ pub use embedded::FjallStore;
 pub use query::{Dependency, Operation, TraceQuery, TraceSummary};
 
 use clew_model::{Span, TraceId};
+pub use clew_otlp::{SpanBatch, SpanRef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,6 +47,19 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait SpanStore: Send + Sync + 'static {
     /// Stores spans durably. Writing the same (trace id, span id) twice keeps the last.
     fn write(&self, spans: &[Span]) -> Result<()>;
+
+    /// Stores the spans of several batches as one durable write, as [`write`](Self::write)
+    /// would store them in this order. The ingest pipeline calls this, so that spans still
+    /// in their wire form ([`SpanBatch::Wire`]) reach the store without becoming model
+    /// spans first; the default does make model spans and calls `write`.
+    fn write_batches(&self, batches: &[SpanBatch]) -> Result<()> {
+        let spans: Vec<Span> = batches
+            .iter()
+            .flat_map(SpanBatch::iter)
+            .map(SpanRef::to_span)
+            .collect();
+        self.write(&spans)
+    }
 
     /// Every stored span of a trace, in no particular order; `None` if none is stored.
     fn trace(&self, trace_id: TraceId) -> Result<Option<Vec<Span>>>;

@@ -26,7 +26,6 @@
 //! Headers come before bodies so that a search can filter on name, kind, start and
 //! duration without touching attributes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use clew_model::{
@@ -34,7 +33,10 @@ use clew_model::{
     StatusCode, TraceId,
 };
 
+use clew_otlp::{SpanRef, ValueRef};
+
 use super::dict::Dict;
+use super::hash::{self, FastMap};
 
 const GROUP_VERSION: u8 = 1;
 const RESOURCE_VERSION: u8 = 1;
@@ -165,7 +167,7 @@ impl<'a> Reader<'a> {
 /// record's own table (each distinct string once).
 pub(crate) struct Strings<'a, 'd> {
     dict: &'d dyn Fn(&str) -> Option<u32>,
-    index: HashMap<&'a str, u64>,
+    index: FastMap<&'a str, u64>,
     list: Vec<&'a str>,
 }
 
@@ -173,7 +175,7 @@ impl<'a, 'd> Strings<'a, 'd> {
     pub(crate) fn new(dict: &'d dyn Fn(&str) -> Option<u32>) -> Strings<'a, 'd> {
         Strings {
             dict,
-            index: HashMap::new(),
+            index: hash::map(),
             list: Vec::new(),
         }
     }
@@ -289,6 +291,43 @@ fn put_value<'a>(out: &mut Vec<u8>, strings: &mut Strings<'a, '_>, value: &'a At
         AttributeValue::Map(items) => {
             out.push(TAG_MAP);
             put_attrs(out, strings, items);
+        }
+    }
+}
+
+/// [`put_attrs`] for attributes borrowed from either form of span; the bytes are the
+/// same as for the model attributes they stand for.
+fn put_attr_refs<'a>(
+    out: &mut Vec<u8>,
+    strings: &mut Strings<'a, '_>,
+    attrs: impl ExactSizeIterator<Item = (&'a str, ValueRef<'a>)>,
+) {
+    put_varint(out, attrs.len() as u64);
+    for (key, value) in attrs {
+        strings.put(out, key);
+        match value {
+            ValueRef::String(s) => {
+                out.push(TAG_STRING);
+                strings.put(out, s);
+            }
+            ValueRef::Bool(b) => {
+                out.push(TAG_BOOL);
+                out.push(u8::from(b));
+            }
+            ValueRef::Int(i) => {
+                out.push(TAG_INT);
+                put_varint(out, zigzag(i));
+            }
+            ValueRef::Double(d) => {
+                out.push(TAG_DOUBLE);
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            ValueRef::Bytes(b) => {
+                out.push(TAG_BYTES);
+                put_varint(out, b.len() as u64);
+                out.extend_from_slice(b);
+            }
+            ValueRef::Other(v) => put_value(out, strings, v),
         }
     }
 }
@@ -429,45 +468,95 @@ fn status_code(code: StatusCode) -> u8 {
 /// Encodes spans of one trace as a group. `spans` must be sorted newest first;
 /// `resource_ids[i]` is the stored id of `spans[i].resource`. `strings` decides which
 /// strings the dictionary covers; afterwards it lists the ones the group kept itself.
+#[cfg(test)]
 pub(crate) fn encode_group<'a>(
-    spans: &[&'a Span],
+    spans: &[SpanRef<'a>],
     resource_ids: &[u32],
     strings: &mut Strings<'a, '_>,
 ) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_group_into(
+        spans,
+        resource_ids,
+        strings,
+        &mut GroupScratch::default(),
+        &mut out,
+    );
+    out
+}
+
+/// Buffers [`encode_group_into`] reuses from one group to the next.
+#[derive(Default)]
+pub(crate) struct GroupScratch {
+    headers: Vec<u8>,
+    bodies: Vec<u8>,
+    resources: Vec<u32>,
+}
+
+/// Encodes a group (see [`encode_group`]) into `out`, which is cleared first.
+pub(crate) fn encode_group_into<'a>(
+    spans: &[SpanRef<'a>],
+    resource_ids: &[u32],
+    strings: &mut Strings<'a, '_>,
+    scratch: &mut GroupScratch,
+    out: &mut Vec<u8>,
+) {
     debug_assert_eq!(spans.len(), resource_ids.len());
-    let latest = spans.first().map_or(0, |s| s.start_unix_nano);
-    let positions: HashMap<SpanId, usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span_id, i))
-        .collect();
-    let mut resources: Vec<u32> = Vec::new();
-    let mut headers = Vec::with_capacity(spans.len() * 20);
-    let mut bodies = Vec::with_capacity(spans.len() * 32);
+    let latest = spans.first().map_or(0, |s| s.start_unix_nano());
+    // Most groups hold a few spans, where a scan beats hashing.
+    let positions: Option<FastMap<SpanId, usize>> = (spans.len() > 16).then(|| {
+        spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.span_id(), i))
+            .collect()
+    });
+    let position = |id: SpanId| match &positions {
+        Some(map) => map.get(&id).copied(),
+        None => spans.iter().position(|s| s.span_id() == id),
+    };
+    let GroupScratch {
+        headers,
+        bodies,
+        resources,
+    } = scratch;
+    headers.clear();
+    bodies.clear();
+    resources.clear();
     let mut prev_resource = 0usize;
     let mut prev_scope: (&str, &str) = ("", "");
     let mut prev_flags = 0u32;
 
-    for (span, &resource_id) in spans.iter().zip(resource_ids) {
-        let parent_mode = match span.parent_span_id {
-            None => PARENT_NONE,
-            Some(p) if positions.contains_key(&p) => PARENT_IN_GROUP,
-            Some(_) => PARENT_EXPLICIT,
+    for (&span, &resource_id) in spans.iter().zip(resource_ids) {
+        let parent_span_id = span.parent_span_id();
+        let start = span.start_unix_nano();
+        let scope = span.scope();
+        let flags = span.flags();
+        let trace_state = span.trace_state();
+        let status_message = span.status_message();
+        let events = span.events();
+        let links = span.links();
+        let parent_position = parent_span_id.and_then(position);
+        let parent_mode = match (parent_span_id, parent_position) {
+            (None, _) => PARENT_NONE,
+            (Some(_), Some(_)) => PARENT_IN_GROUP,
+            (Some(_), None) => PARENT_EXPLICIT,
         };
-        headers.extend_from_slice(&span.span_id.0);
-        headers
-            .push(kind_code(span.kind) | (status_code(span.status.code) << 3) | (parent_mode << 5));
-        put_varint(&mut headers, latest.saturating_sub(span.start_unix_nano));
-        put_varint(
-            &mut headers,
-            zigzag(span.end_unix_nano.wrapping_sub(span.start_unix_nano) as i64),
+        headers.extend_from_slice(&span.span_id().0);
+        headers.push(
+            kind_code(span.kind()) | (status_code(span.status_code()) << 3) | (parent_mode << 5),
         );
-        strings.put(&mut headers, &span.name);
+        put_varint(headers, latest.saturating_sub(start));
+        put_varint(
+            headers,
+            zigzag(span.end_unix_nano().wrapping_sub(start) as i64),
+        );
+        strings.put(headers, span.name());
 
-        match (parent_mode, span.parent_span_id) {
-            (PARENT_IN_GROUP, Some(p)) => put_varint(&mut bodies, positions[&p] as u64),
-            (PARENT_EXPLICIT, Some(p)) => bodies.extend_from_slice(&p.0),
-            _ => {}
+        match (parent_position, parent_span_id) {
+            (Some(i), _) => put_varint(bodies, i as u64),
+            (None, Some(p)) => bodies.extend_from_slice(&p.0),
+            (None, None) => {}
         }
         let res_idx = match resources.iter().position(|&r| r == resource_id) {
             Some(i) => i,
@@ -476,16 +565,16 @@ pub(crate) fn encode_group<'a>(
                 resources.len() - 1
             }
         };
-        let scope = (span.scope.name.as_str(), span.scope.version.as_str());
+        let scope_pair = (scope.name.as_str(), scope.version.as_str());
         let mut present = 0u8;
         for (cond, bit) in [
             (res_idx != prev_resource, HAS_RESOURCE),
-            (scope != prev_scope, HAS_SCOPE),
-            (span.flags != prev_flags, HAS_FLAGS),
-            (!span.trace_state.is_empty(), HAS_TRACE_STATE),
-            (!span.status.message.is_empty(), HAS_STATUS_MESSAGE),
-            (!span.events.is_empty(), HAS_EVENTS),
-            (!span.links.is_empty(), HAS_LINKS),
+            (scope_pair != prev_scope, HAS_SCOPE),
+            (flags != prev_flags, HAS_FLAGS),
+            (!trace_state.is_empty(), HAS_TRACE_STATE),
+            (!status_message.is_empty(), HAS_STATUS_MESSAGE),
+            (!events.is_empty(), HAS_EVENTS),
+            (!links.is_empty(), HAS_LINKS),
         ] {
             if cond {
                 present |= bit;
@@ -493,61 +582,60 @@ pub(crate) fn encode_group<'a>(
         }
         bodies.push(present);
         if present & HAS_RESOURCE != 0 {
-            put_varint(&mut bodies, res_idx as u64);
+            put_varint(bodies, res_idx as u64);
         }
         if present & HAS_SCOPE != 0 {
-            strings.put(&mut bodies, &span.scope.name);
-            strings.put(&mut bodies, &span.scope.version);
+            strings.put(bodies, &scope.name);
+            strings.put(bodies, &scope.version);
         }
         if present & HAS_FLAGS != 0 {
-            put_varint(&mut bodies, u64::from(span.flags));
+            put_varint(bodies, u64::from(flags));
         }
         if present & HAS_TRACE_STATE != 0 {
-            strings.put(&mut bodies, &span.trace_state);
+            strings.put(bodies, trace_state);
         }
         if present & HAS_STATUS_MESSAGE != 0 {
-            strings.put(&mut bodies, &span.status.message);
+            strings.put(bodies, status_message);
         }
-        (prev_resource, prev_scope, prev_flags) = (res_idx, scope, span.flags);
-        put_attrs(&mut bodies, strings, &span.attributes);
+        (prev_resource, prev_scope, prev_flags) = (res_idx, scope_pair, flags);
+        put_attr_refs(bodies, strings, span.attributes());
         if present & HAS_EVENTS != 0 {
-            put_varint(&mut bodies, span.events.len() as u64);
-            for event in &span.events {
+            put_varint(bodies, events.len() as u64);
+            for event in events {
                 put_varint(
-                    &mut bodies,
-                    zigzag(event.time_unix_nano.wrapping_sub(span.start_unix_nano) as i64),
+                    bodies,
+                    zigzag(event.time_unix_nano.wrapping_sub(start) as i64),
                 );
-                strings.put(&mut bodies, &event.name);
-                put_attrs(&mut bodies, strings, &event.attributes);
+                strings.put(bodies, &event.name);
+                put_attrs(bodies, strings, &event.attributes);
             }
         }
         if present & HAS_LINKS != 0 {
-            put_varint(&mut bodies, span.links.len() as u64);
-            for link in &span.links {
-                if link.trace_id == span.trace_id {
+            put_varint(bodies, links.len() as u64);
+            for link in links {
+                if link.trace_id == span.trace_id() {
                     bodies.push(1);
                 } else {
                     bodies.push(0);
                     bodies.extend_from_slice(&link.trace_id.0);
                 }
                 bodies.extend_from_slice(&link.span_id.0);
-                strings.put(&mut bodies, &link.trace_state);
-                put_attrs(&mut bodies, strings, &link.attributes);
+                strings.put(bodies, &link.trace_state);
+                put_attrs(bodies, strings, &link.attributes);
             }
         }
     }
 
-    let mut out = Vec::with_capacity(headers.len() + bodies.len() + 64);
+    out.clear();
     out.push(GROUP_VERSION);
-    strings.write_table(&mut out);
-    put_varint(&mut out, resources.len() as u64);
-    for r in &resources {
-        put_varint(&mut out, u64::from(*r));
+    strings.write_table(out);
+    put_varint(out, resources.len() as u64);
+    for r in resources.iter() {
+        put_varint(out, u64::from(*r));
     }
-    put_varint(&mut out, spans.len() as u64);
-    out.extend_from_slice(&headers);
-    out.extend_from_slice(&bodies);
-    out
+    put_varint(out, spans.len() as u64);
+    out.extend_from_slice(headers);
+    out.extend_from_slice(bodies);
 }
 
 /// What a search needs of a span, readable without decoding attributes.
@@ -955,7 +1043,7 @@ mod tests {
     #[test]
     fn damaged_groups_never_panic() {
         let spans = rich_spans();
-        let refs: Vec<&Span> = spans.iter().collect();
+        let refs: Vec<SpanRef<'_>> = spans.iter().map(SpanRef::Model).collect();
         let mut dict = Dict::default();
         dict.insert(0, "s");
         dict.insert(1, "root");

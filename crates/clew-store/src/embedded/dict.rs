@@ -6,8 +6,9 @@
 //! groups' own string tables, and when it is full new strings simply stay there too.
 //! Ids are never reused or removed, so a group can always be decoded.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use super::hash::{FastMap, map};
 
 /// Groups a string must appear in before it is given an id.
 const ADMIT_AFTER: u32 = 8;
@@ -19,14 +20,27 @@ const CAPACITY: usize = 100_000;
 /// when it is reached (they are only a heuristic).
 const SIGHTINGS_CAPACITY: usize = 200_000;
 
-#[derive(Default)]
 pub(crate) struct Dict {
     by_id: Vec<Arc<str>>,
-    by_str: HashMap<Arc<str>, u32>,
+    by_str: FastMap<Arc<str>, u32>,
+}
+
+impl Default for Dict {
+    fn default() -> Dict {
+        Dict {
+            by_id: Vec::new(),
+            by_str: map(),
+        }
+    }
 }
 
 impl Dict {
+    #[inline]
     pub(crate) fn id(&self, s: &str) -> Option<u32> {
+        // Longer strings are never admitted, so there is nothing to look up.
+        if s.len() > MAX_LEN {
+            return None;
+        }
         self.by_str.get(s).copied()
     }
 
@@ -52,9 +66,14 @@ impl Dict {
 
 /// Counts how often strings that are not in the dictionary get stored, and decides
 /// which to admit.
-#[derive(Default)]
 pub(crate) struct Admission {
-    sightings: HashMap<String, u32>,
+    sightings: FastMap<String, u32>,
+}
+
+impl Default for Admission {
+    fn default() -> Admission {
+        Admission { sightings: map() }
+    }
 }
 
 impl Admission {
@@ -77,7 +96,11 @@ impl Admission {
             if self.sightings.len() >= SIGHTINGS_CAPACITY {
                 self.sightings.clear();
             }
-            let n = self.sightings.entry(s.to_string()).or_default();
+            // Look up before inserting: most sightings are of strings already counted.
+            let n = match self.sightings.get_mut(s) {
+                Some(n) => n,
+                None => self.sightings.entry(s.to_string()).or_default(),
+            };
             *n += 1;
             if *n >= ADMIT_AFTER && dict_len + admit.len() < CAPACITY {
                 self.sightings.remove(s);

@@ -20,13 +20,19 @@ pub(crate) struct GroupKey {
 impl GroupKey {
     pub(crate) fn span_key(&self) -> Vec<u8> {
         let mut k = Vec::with_capacity(4 + 8 + 16 + 4);
+        self.span_key_into(&mut k);
+        k
+    }
+
+    /// [`span_key`](Self::span_key) into a reused buffer.
+    pub(crate) fn span_key_into(&self, k: &mut Vec<u8>) {
+        k.clear();
         k.extend_from_slice(&self.service.to_be_bytes());
         k.extend_from_slice(&self.latest.to_be_bytes());
         k.extend_from_slice(&self.trace.0);
         // The sequence number only has to make keys unique (the fixed-width prefix
         // already orders them), so a varint keeps it short.
-        put_varint(&mut k, self.seq);
-        k
+        put_varint(k, self.seq);
     }
 
     pub(crate) fn from_span_key(key: &[u8]) -> DecodeResult<GroupKey> {
@@ -44,12 +50,19 @@ impl GroupKey {
     }
 }
 
-/// One write's share of a trace, under `traces`: `trace | seq` → the groups it stored
-/// and the children whose dependency edge it took care of.
+/// One write's share of a trace, under `traces`: the groups it stored and the children
+/// whose dependency edge it took care of.
+///
+/// The first write of a trace stores its entry under the bare trace id, the *head* (with
+/// the sequence number in the value); later writes under `trace | seq`. So whether a
+/// trace has anything stored is a point read, which bloom filters answer without reading
+/// a block for the many traces that are new, instead of a prefix scan.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TraceEntry {
     pub(crate) trace: TraceId,
     pub(crate) seq: u64,
+    /// Stored under the bare trace id.
+    pub(crate) head: bool,
     pub(crate) groups: Vec<GroupKey>,
     pub(crate) marks: Vec<SpanId>,
 }
@@ -58,13 +71,18 @@ impl TraceEntry {
     pub(crate) fn key(&self) -> Vec<u8> {
         let mut k = Vec::with_capacity(16 + 4);
         k.extend_from_slice(&self.trace.0);
-        // A varint does not sort numerically; readers order entries by `seq` themselves.
-        put_varint(&mut k, self.seq);
+        if !self.head {
+            // A varint does not sort numerically; readers order entries by `seq` themselves.
+            put_varint(&mut k, self.seq);
+        }
         k
     }
 
     pub(crate) fn value(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(16 + 12 * self.groups.len() + 8 * self.marks.len());
+        let mut v = Vec::with_capacity(20 + 12 * self.groups.len() + 8 * self.marks.len());
+        if self.head {
+            put_varint(&mut v, self.seq);
+        }
         put_varint(&mut v, self.groups.len() as u64);
         let mut prev = None;
         for g in &self.groups {
@@ -86,8 +104,9 @@ impl TraceEntry {
     pub(crate) fn decode(key: &[u8], value: &[u8]) -> DecodeResult<TraceEntry> {
         let mut k = Reader::new(key);
         let trace = TraceId(k.array()?);
-        let seq = k.varint()?;
         let mut r = Reader::new(value);
+        let head = k.is_empty();
+        let seq = if head { r.varint()? } else { k.varint()? };
         let n = r.varint()?;
         let mut groups = Vec::new();
         let mut prev: Option<u64> = None;
@@ -114,6 +133,7 @@ impl TraceEntry {
         Ok(TraceEntry {
             trace,
             seq,
+            head,
             groups,
             marks,
         })
@@ -129,12 +149,11 @@ pub(crate) fn service_time(service: ServiceId, time: u64) -> [u8; 12] {
 }
 
 /// `operations`: `service | kind | name`.
-pub(crate) fn operation(service: ServiceId, kind: u8, name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(5 + name.len());
+pub(crate) fn operation_into(k: &mut Vec<u8>, service: ServiceId, kind: u8, name: &str) {
+    k.clear();
     k.extend_from_slice(&service.to_be_bytes());
     k.push(kind);
     k.extend_from_slice(name.as_bytes());
-    k
 }
 
 /// `pending`: a span waiting for `target` (its parent, or a span it links to) to arrive:
@@ -217,16 +236,20 @@ mod tests {
             trace,
             seq: 300,
         };
-        let entry = TraceEntry {
-            trace,
-            seq: 300,
-            groups: vec![group(2, 1_000), group(0, 999), group(70_000, u64::MAX)],
-            marks: vec![SpanId([1; 8]), SpanId([2; 8])],
-        };
-        assert_eq!(
-            TraceEntry::decode(&entry.key(), &entry.value()).unwrap(),
-            entry
-        );
+        for head in [true, false] {
+            let entry = TraceEntry {
+                trace,
+                seq: 300,
+                head,
+                groups: vec![group(2, 1_000), group(0, 999), group(70_000, u64::MAX)],
+                marks: vec![SpanId([1; 8]), SpanId([2; 8])],
+            };
+            assert_eq!(entry.key().len(), if head { 16 } else { 18 });
+            assert_eq!(
+                TraceEntry::decode(&entry.key(), &entry.value()).unwrap(),
+                entry
+            );
+        }
         let g = group(5, 1_700_000_000_000_000_000);
         assert_eq!(GroupKey::from_span_key(&g.span_key()).unwrap(), g);
     }

@@ -5,8 +5,8 @@
 //! | keyspace | key | value |
 //! |---|---|---|
 //! | `spans` | service id (4) · newest start (8) · trace id (16) · write seq (varint) | a span group ([`codec`]) |
-//! | `traces` | trace id (16) · write seq (varint) | the trace's groups from that write; children whose dependency edge was taken care of |
-//! | `pending` | target trace · target span · child trace · child span | what the edge needs of the child |
+//! | `traces` | trace id (16), for the trace's first write; later writes: trace id · write seq (varint) | the trace's groups from that write; children whose dependency edge was taken care of (first write: seq first) |
+//! | `pending` | target trace · target span · child trace · child span; target trace alone (a marker) | what the edge needs of the child; — |
 //! | `dependencies` | hour (8) · parent · child · channel | call count, error count |
 //! | `services` | name | service id (4) |
 //! | `operations` | service id (4) · kind (1) · name | — |
@@ -24,6 +24,7 @@
 mod codec;
 mod deps;
 mod dict;
+mod hash;
 mod keys;
 mod retention;
 mod search;
@@ -34,6 +35,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use clew_model::{Resource, Span, SpanId, SpanKind, TraceId};
+use clew_otlp::{SpanBatch, SpanRef};
 use fjall::config::{BlockSizePolicy, CompressionPolicy, FilterPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions};
 
@@ -47,7 +49,8 @@ use keys::{GroupKey, ServiceId, TraceEntry};
 /// the range's end a group that still holds matching spans can be keyed.
 pub(crate) const GROUP_SPREAD_NANOS: u64 = 10 * 1_000_000_000;
 
-const FORMAT_VERSION: u8 = 1;
+/// 2: `traces` head entries under the bare trace id, `pending` trace markers.
+const FORMAT_VERSION: u8 = 2;
 const META_FORMAT: &str = "format";
 const META_SEQ: &str = "seq";
 
@@ -134,8 +137,10 @@ impl FjallStore {
             spans: db.keyspace("spans", || {
                 options(32 * 1024, true).expect_point_read_hits(true)
             })?,
-            traces: db.keyspace("traces", || options(16 * 1024, false))?,
-            pending: db.keyspace("pending", || options(4 * 1024, false))?,
+            // Bloom filters answer "anything stored for this trace?" (head entries,
+            // pending markers) for the many traces that are new.
+            traces: db.keyspace("traces", || options(16 * 1024, true))?,
+            pending: db.keyspace("pending", || options(4 * 1024, true))?,
             dependencies: db.keyspace("dependencies", || options(4 * 1024, true))?,
             services: db.keyspace("services", || options(4 * 1024, true))?,
             operations: db.keyspace("operations", || options(4 * 1024, true))?,
@@ -330,6 +335,11 @@ impl FjallStore {
     /// Every write that stored spans of a trace, oldest first.
     fn trace_entries(&self, trace: TraceId) -> Result<Vec<TraceEntry>> {
         let mut out = Vec::new();
+        // A trace with anything stored has its head entry (see `TraceEntry`); the point
+        // read spares new traces the prefix scan.
+        if !self.ks.traces.contains_key(trace.0)? {
+            return Ok(out);
+        }
         for guard in self.ks.traces.prefix(trace.0) {
             let (key, value) = guard.into_inner()?;
             out.push(TraceEntry::decode(&key, &value).map_err(|e| corrupt(&key, e))?);
@@ -381,8 +391,18 @@ impl SpanStore for FjallStore {
         if spans.is_empty() {
             return Ok(());
         }
+        let spans: Vec<SpanRef<'_>> = spans.iter().map(SpanRef::Model).collect();
         let mut w = self.lock_writer();
-        write::write(self, &mut w, spans)
+        write::write(self, &mut w, &spans)
+    }
+
+    fn write_batches(&self, batches: &[SpanBatch]) -> Result<()> {
+        let spans: Vec<SpanRef<'_>> = batches.iter().flat_map(SpanBatch::iter).collect();
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.lock_writer();
+        write::write(self, &mut w, &spans)
     }
 
     fn trace(&self, trace_id: TraceId) -> Result<Option<Vec<Span>>> {

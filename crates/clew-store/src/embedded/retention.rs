@@ -79,7 +79,9 @@ pub(super) fn purge(store: &FjallStore, cutoff: u64) -> Result<u64> {
         }
     }
     {
-        let _writer = store.lock_writer();
+        let mut writer = store.lock_writer();
+        // Counters of the purged hours go; the writer must read what remains afresh.
+        writer.forget_counters();
         deps::purge(store, cutoff)?;
     }
     // The server logs what a purge removed; an empty purge is routine.

@@ -1,13 +1,14 @@
 //! The write path: one atomic, fsynced batch per call.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError};
 
-use clew_model::{Resource, Span, SpanId, TraceId};
+use clew_model::{Resource, SpanId, TraceId};
+use clew_otlp::SpanRef;
 use fjall::{OwnedWriteBatch, PersistMode};
 
-use super::codec::{self, DecodeError, Strings};
+use super::codec::{self, DecodeError, GroupScratch, Strings};
 use super::dict::Admission;
+use super::hash::{self, FastMap, FastSet};
 use super::keys::{self, GroupKey, ServiceId, TraceEntry};
 use super::{FjallStore, GROUP_SPREAD_NANOS, META_SEQ, corrupt, deps};
 use crate::Result;
@@ -23,10 +24,12 @@ pub(super) struct Writer {
     seq: u64,
     next_resource: u32,
     /// Encoded resource → id, for resources already stored.
-    resource_ids: HashMap<Vec<u8>, u32>,
+    resource_ids: FastMap<Vec<u8>, u32>,
     /// `operations` keys known to be stored.
-    operations: HashSet<Vec<u8>>,
+    operations: FastSet<Vec<u8>>,
     admission: Admission,
+    /// Dependency counters as last stored.
+    counters: deps::CounterCache,
 }
 
 impl Writer {
@@ -34,10 +37,16 @@ impl Writer {
         Writer {
             seq,
             next_resource,
-            resource_ids: HashMap::new(),
-            operations: HashSet::new(),
+            resource_ids: hash::map(),
+            operations: hash::set(),
             admission: Admission::default(),
+            counters: hash::map(),
         }
+    }
+
+    /// Forgets cached dependency counters; a purge deleting counters calls it.
+    pub(super) fn forget_counters(&mut self) {
+        self.counters.clear();
     }
 }
 
@@ -53,25 +62,45 @@ struct Staged {
     strings: Vec<(String, u32)>,
 }
 
-/// One planned group of a write.
-struct Plan<'a> {
+/// One planned group of a write: `members.spans[range]`.
+struct Plan {
     key: GroupKey,
-    spans: Vec<&'a Span>,
+    range: std::ops::Range<usize>,
+}
+
+/// The spans of all groups, each group's newest first, and their stored resource ids.
+struct Members<'a> {
+    spans: Vec<SpanRef<'a>>,
     resource_ids: Vec<u32>,
 }
 
-pub(super) fn write(store: &FjallStore, w: &mut Writer, input: &[Span]) -> Result<()> {
+pub(super) fn write(store: &FjallStore, w: &mut Writer, input: &[SpanRef<'_>]) -> Result<()> {
     // The contract keeps the last of several copies of one span, even within a call.
-    let mut last: HashMap<(TraceId, SpanId), usize> = HashMap::with_capacity(input.len());
+    // `index` maps each (trace, span) to its last copy, and serves the service map's
+    // lookups of spans in this write afterwards.
+    let mut index: SpanIndex = hash::map_with_capacity(input.len());
+    let mut repeated = false;
     for (i, s) in input.iter().enumerate() {
-        last.insert((s.trace_id, s.span_id), i);
+        repeated |= index.insert((s.trace_id(), s.span_id()), i).is_some();
     }
-    let spans: Vec<&Span> = input
-        .iter()
-        .enumerate()
-        .filter(|(i, s)| last[&(s.trace_id, s.span_id)] == *i)
-        .map(|(_, s)| s)
-        .collect();
+    let spans: Vec<SpanRef<'_>> = if repeated {
+        let spans: Vec<SpanRef<'_>> = input
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| index[&(s.trace_id(), s.span_id())] == *i)
+            .map(|(_, s)| *s)
+            .collect();
+        index.clear();
+        index.extend(
+            spans
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ((s.trace_id(), s.span_id()), i)),
+        );
+        spans
+    } else {
+        input.to_vec()
+    };
 
     let seq = w.seq + 1;
     let mut batch = store.db.batch().durability(Some(PersistMode::SyncAll));
@@ -80,22 +109,31 @@ pub(super) fn write(store: &FjallStore, w: &mut Writer, input: &[Span]) -> Resul
     let service_ids = plan_services(store, &spans, &mut batch, &mut staged);
     let resource_ids = plan_resources(store, w, &spans, &mut batch, &mut staged)?;
     plan_operations(store, w, &spans, &service_ids, &mut batch, &mut staged)?;
-    let plans = plan_groups(&spans, &service_ids, &resource_ids, seq);
+    let (members, plans, traces) = plan_groups(&spans, &service_ids, &resource_ids, seq);
 
-    let handled = deps::process(store, &spans, &mut batch)?;
-    let mut entries: HashMap<TraceId, TraceEntry> = HashMap::new();
-    for (trace, span) in handled {
+    let processed = deps::process(store, &w.counters, &spans, &index, &traces, &mut batch)?;
+    let mut entries: FastMap<TraceId, TraceEntry> = hash::map();
+    for (trace, span) in processed.handled {
         entry(&mut entries, trace, seq).marks.push(span);
     }
 
     {
         let dict = store.read_dict();
-        let mut admitted: HashMap<&str, u32> = HashMap::new();
+        let mut admitted: FastMap<&str, u32> = hash::map();
         let next_string = dict.len() as u32;
+        let mut scratch = GroupScratch::default();
+        let mut value = Vec::new();
+        let mut key = Vec::new();
         for plan in &plans {
             let lookup = |s: &str| dict.id(s).or_else(|| admitted.get(s).copied());
             let mut strings = Strings::new(&lookup);
-            let value = codec::encode_group(&plan.spans, &plan.resource_ids, &mut strings);
+            codec::encode_group_into(
+                &members.spans[plan.range.clone()],
+                &members.resource_ids[plan.range.clone()],
+                &mut strings,
+                &mut scratch,
+                &mut value,
+            );
             let local = strings.local().to_vec();
             // Strings this group had to carry itself may earn a dictionary id for the
             // groups after it.
@@ -105,13 +143,19 @@ pub(super) fn write(store: &FjallStore, w: &mut Writer, input: &[Span]) -> Resul
                 admitted.insert(s, id);
                 staged.strings.push((s.to_string(), id));
             }
-            batch.insert(&store.ks.spans, plan.key.span_key(), value);
+            plan.key.span_key_into(&mut key);
+            batch.insert(&store.ks.spans, key.as_slice(), value.as_slice());
             entry(&mut entries, plan.key.trace, seq)
                 .groups
                 .push(plan.key);
         }
     }
-    for e in entries.values() {
+    for e in entries.values_mut() {
+        // The trace's first write takes the head key.
+        e.head = match processed.stored.get(&e.trace) {
+            Some(&stored) => !stored,
+            None => !store.ks.traces.contains_key(e.trace.0)?,
+        };
         batch.insert(&store.ks.traces, e.key(), e.value());
     }
     batch.insert(&store.ks.meta, META_SEQ, seq.to_be_bytes());
@@ -120,6 +164,7 @@ pub(super) fn write(store: &FjallStore, w: &mut Writer, input: &[Span]) -> Resul
 
     w.seq = seq;
     w.next_resource += staged.new_resources;
+    deps::remember(&mut w.counters, processed.counters);
     apply(store, w, staged);
     tracing::trace!(
         spans = spans.len(),
@@ -130,10 +175,11 @@ pub(super) fn write(store: &FjallStore, w: &mut Writer, input: &[Span]) -> Resul
     Ok(())
 }
 
-fn entry(entries: &mut HashMap<TraceId, TraceEntry>, trace: TraceId, seq: u64) -> &mut TraceEntry {
+fn entry(entries: &mut FastMap<TraceId, TraceEntry>, trace: TraceId, seq: u64) -> &mut TraceEntry {
     entries.entry(trace).or_insert_with(|| TraceEntry {
         trace,
         seq,
+        head: false,
         groups: Vec::new(),
         marks: Vec::new(),
     })
@@ -180,7 +226,7 @@ fn apply(store: &FjallStore, w: &mut Writer, staged: Staged) {
 /// The service id of each span, registering new services.
 fn plan_services(
     store: &FjallStore,
-    spans: &[&Span],
+    spans: &[SpanRef<'_>],
     batch: &mut OwnedWriteBatch,
     staged: &mut Staged,
 ) -> Vec<ServiceId> {
@@ -189,19 +235,31 @@ fn plan_services(
         .read()
         .unwrap_or_else(PoisonError::into_inner);
     let mut next = services.names.len() as ServiceId;
-    let mut new: HashMap<&str, ServiceId> = HashMap::new();
+    let mut new: FastMap<&str, ServiceId> = hash::map();
+    // Spans of one OTLP `ResourceSpans` share their resource and come in a run.
+    let mut previous: Option<(*const Resource, ServiceId)> = None;
     spans
         .iter()
         .map(|s| {
-            let name = s.service_name();
-            if let Some(&id) = services.by_name.get(name).or_else(|| new.get(name)) {
+            let ptr = Arc::as_ptr(s.resource());
+            if let Some((p, id)) = previous
+                && p == ptr
+            {
                 return id;
             }
-            let id = next;
-            next += 1;
-            new.insert(name, id);
-            batch.insert(&store.ks.services, name, id.to_be_bytes());
-            staged.services.push((name.to_string(), id));
+            let name = s.service_name();
+            let id = match services.by_name.get(name).or_else(|| new.get(name)) {
+                Some(&id) => id,
+                None => {
+                    let id = next;
+                    next += 1;
+                    new.insert(name, id);
+                    batch.insert(&store.ks.services, name, id.to_be_bytes());
+                    staged.services.push((name.to_string(), id));
+                    id
+                }
+            };
+            previous = Some((ptr, id));
             id
         })
         .collect()
@@ -211,22 +269,30 @@ fn plan_services(
 fn plan_resources(
     store: &FjallStore,
     w: &Writer,
-    spans: &[&Span],
+    spans: &[SpanRef<'_>],
     batch: &mut OwnedWriteBatch,
     staged: &mut Staged,
 ) -> Result<Vec<u32>> {
     // Spans of one OTLP request share their resource by pointer; encoding each
     // distinct pointer once keeps this cheap.
-    let mut by_ptr: HashMap<*const Resource, u32> = HashMap::new();
-    let mut new: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut by_ptr: FastMap<*const Resource, u32> = hash::map();
+    let mut new: FastMap<Vec<u8>, u32> = hash::map();
     let mut out = Vec::with_capacity(spans.len());
+    let mut previous: Option<(*const Resource, u32)> = None;
     for s in spans {
-        let ptr = Arc::as_ptr(&s.resource);
-        if let Some(&id) = by_ptr.get(&ptr) {
+        let ptr = Arc::as_ptr(s.resource());
+        if let Some((p, id)) = previous
+            && p == ptr
+        {
             out.push(id);
             continue;
         }
-        let bytes = codec::encode_resource(&s.resource);
+        if let Some(&id) = by_ptr.get(&ptr) {
+            previous = Some((ptr, id));
+            out.push(id);
+            continue;
+        }
+        let bytes = codec::encode_resource(s.resource());
         let id = match w.resource_ids.get(&bytes).or_else(|| new.get(&bytes)) {
             Some(&id) => id,
             None => {
@@ -244,11 +310,12 @@ fn plan_resources(
                     }
                 };
                 new.insert(bytes.clone(), id);
-                staged.resources.push((bytes, id, Arc::clone(&s.resource)));
+                staged.resources.push((bytes, id, Arc::clone(s.resource())));
                 id
             }
         };
         by_ptr.insert(ptr, id);
+        previous = Some((ptr, id));
         out.push(id);
     }
     Ok(out)
@@ -283,68 +350,112 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn plan_operations(
     store: &FjallStore,
     w: &Writer,
-    spans: &[&Span],
+    spans: &[SpanRef<'_>],
     service_ids: &[ServiceId],
     batch: &mut OwnedWriteBatch,
     staged: &mut Staged,
 ) -> Result<()> {
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut seen: FastSet<Vec<u8>> = hash::set();
+    let mut key = Vec::new();
     for (s, &svc) in spans.iter().zip(service_ids) {
-        let key = keys::operation(svc, s.kind.as_otlp() as u8, &s.name);
-        if w.operations.contains(&key) || seen.contains(&key) {
+        keys::operation_into(&mut key, svc, s.kind().as_otlp() as u8, s.name());
+        if w.operations.contains(key.as_slice()) || seen.contains(key.as_slice()) {
             continue;
         }
         if !store.ks.operations.contains_key(&key)? {
             batch.insert(&store.ks.operations, key.clone(), []);
         }
         seen.insert(key.clone());
-        staged.operations.push(key);
+        staged.operations.push(key.clone());
     }
     Ok(())
 }
 
+/// Where each (trace, span) of a write is in its span list.
+pub(super) type SpanIndex = FastMap<(TraceId, SpanId), usize>;
+
 /// Splits spans into groups: per trace and service, newest first, cut wherever a span
-/// starts more than [`GROUP_SPREAD_NANOS`] before its group's newest span.
+/// starts more than [`GROUP_SPREAD_NANOS`] before its group's newest span. Also returns
+/// the write's distinct traces.
 fn plan_groups<'a>(
-    spans: &[&'a Span],
+    spans: &[SpanRef<'a>],
     service_ids: &[ServiceId],
     resource_ids: &[u32],
     seq: u64,
-) -> Vec<Plan<'a>> {
-    let mut by_trace: HashMap<(TraceId, ServiceId), Vec<(&'a Span, u32)>> = HashMap::new();
-    for ((s, &svc), &res) in spans.iter().zip(service_ids).zip(resource_ids) {
-        by_trace
-            .entry((s.trace_id, svc))
-            .or_default()
-            .push((s, res));
+) -> (Members<'a>, Vec<Plan>, Vec<TraceId>) {
+    // Number each (trace, service) in order of appearance, count its spans, and lay the
+    // spans out by that number in one array (a counting sort), instead of a vector each.
+    let mut numbers: FastMap<(TraceId, ServiceId), u32> = hash::map_with_capacity(spans.len());
+    let mut counts: Vec<u32> = Vec::new();
+    let mut traces: FastSet<TraceId> = hash::set();
+    let of: Vec<u32> = spans
+        .iter()
+        .zip(service_ids)
+        .map(|(s, &svc)| {
+            let next = counts.len() as u32;
+            let n = *numbers.entry((s.trace_id(), svc)).or_insert(next);
+            if n == next {
+                counts.push(0);
+                traces.insert(s.trace_id());
+            }
+            counts[n as usize] += 1;
+            n
+        })
+        .collect();
+    let mut starts = Vec::with_capacity(counts.len() + 1);
+    let mut total = 0u32;
+    for &c in &counts {
+        starts.push(total);
+        total += c;
     }
-    let mut plans = Vec::new();
-    for ((trace, service), mut members) in by_trace {
-        members.sort_by_key(|(s, _)| std::cmp::Reverse((s.start_unix_nano, s.span_id)));
-        let mut current: Option<Plan<'a>> = None;
-        for (span, res) in members {
-            let fits = current
-                .as_ref()
-                .is_some_and(|p| p.key.latest - span.start_unix_nano <= GROUP_SPREAD_NANOS);
-            if !fits {
-                plans.extend(current.take());
-                current = Some(Plan {
+    starts.push(total);
+    let mut fill = starts.clone();
+    let mut order = vec![0u32; spans.len()];
+    for (i, &n) in of.iter().enumerate() {
+        order[fill[n as usize] as usize] = i as u32;
+        fill[n as usize] += 1;
+    }
+    let mut plans = Vec::with_capacity(counts.len());
+    for n in 0..counts.len() {
+        let (from, to) = (starts[n] as usize, starts[n + 1] as usize);
+        let group = &mut order[from..to];
+        group.sort_unstable_by_key(|&i| {
+            let s = spans[i as usize];
+            std::cmp::Reverse((s.start_unix_nano(), s.span_id()))
+        });
+        let first = spans[group[0] as usize];
+        let (trace, service) = (first.trace_id(), service_ids[group[0] as usize]);
+        let mut current = from;
+        let mut latest = first.start_unix_nano();
+        for (k, &i) in group.iter().enumerate().skip(1) {
+            let start = spans[i as usize].start_unix_nano();
+            if latest - start > GROUP_SPREAD_NANOS {
+                plans.push(Plan {
                     key: GroupKey {
                         service,
-                        latest: span.start_unix_nano,
+                        latest,
                         trace,
                         seq,
                     },
-                    spans: Vec::new(),
-                    resource_ids: Vec::new(),
+                    range: current..from + k,
                 });
-            }
-            if let Some(p) = current.as_mut() {
-                p.spans.push(span);
-                p.resource_ids.push(res);
+                current = from + k;
+                latest = start;
             }
         }
-        plans.extend(current);
+        plans.push(Plan {
+            key: GroupKey {
+                service,
+                latest,
+                trace,
+                seq,
+            },
+            range: current..to,
+        });
     }
-    plans
+    let members = Members {
+        spans: order.iter().map(|&i| spans[i as usize]).collect(),
+        resource_ids: order.iter().map(|&i| resource_ids[i as usize]).collect(),
+    };
+    (members, plans, traces.into_iter().collect())
 }
