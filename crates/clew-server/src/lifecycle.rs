@@ -16,7 +16,7 @@
 //! through a bounded channel (dropping, and counting, when it is full), and registry
 //! calls that fail are retried in order with back-off.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -134,6 +134,8 @@ struct Tracked {
     root_ended: bool,
     finished: bool,
     last_activity: Instant,
+    /// When the tick looks at this trace next (its entry in [`Traces::due`]), if ever.
+    due: Option<Instant>,
     /// Until the root arrives: the spans seen, and for each span with a parent, that
     /// parent and whether the span serves a call.
     seen: HashSet<SpanId>,
@@ -141,6 +143,20 @@ struct Tracked {
 }
 
 impl Tracked {
+    /// When this trace needs looking at, from what is known now: completion after its
+    /// quiet period (three of them without a root), forgetting a finished trace after
+    /// two.
+    fn next_look(&self, quiet: Duration) -> Instant {
+        let wait = if self.finished {
+            quiet * 2
+        } else if self.root_ended {
+            quiet
+        } else {
+            quiet * REMOTE_ROOT_QUIET_FACTOR
+        };
+        self.last_activity + wait
+    }
+
     /// Whether the spans that arrived form a trace entered only from outside: some
     /// parents are missing, and every span that names one serves a call.
     fn entered_from_elsewhere(&self) -> bool {
@@ -150,6 +166,28 @@ impl Tracked {
             .filter(|(parent, _)| !self.seen.contains(parent))
             .peekable();
         dangling.peek().is_some() && dangling.all(|(_, serves)| *serves)
+    }
+}
+
+/// The traces followed in memory, and when each needs looking at next: the tick reads
+/// only the traces that are due, not every trace it follows.
+#[derive(Default)]
+struct Traces {
+    tracked: HashMap<TraceId, Tracked>,
+    /// (when, trace). A trace's time may have moved on since (activity pushes it later):
+    /// it is checked, and put back at its real time, when it comes up.
+    due: BTreeSet<(Instant, TraceId)>,
+}
+
+impl Traces {
+    fn schedule(&mut self, id: TraceId, quiet: Duration) {
+        if let Some(entry) = self.tracked.get_mut(&id)
+            && entry.due.is_none()
+        {
+            let at = entry.next_look(quiet);
+            entry.due = Some(at);
+            self.due.insert((at, id));
+        }
     }
 }
 
@@ -178,7 +216,7 @@ async fn run(
     mut facts: mpsc::Receiver<Vec<SpanFact>>,
     stats: Arc<LifecycleStats>,
 ) {
-    let mut tracked: HashMap<TraceId, Tracked> = HashMap::new();
+    let mut traces = Traces::default();
     let mut ops: VecDeque<Op> = VecDeque::new();
     let mut failures = 0u32;
     let mut retry_at: Option<Instant> = None;
@@ -186,10 +224,10 @@ async fn run(
     loop {
         tokio::select! {
             batch = facts.recv() => match batch {
-                Some(batch) => absorb(batch, &mut tracked, &mut ops),
+                Some(batch) => absorb(batch, &mut traces, &mut ops, config.quiet_period),
                 None => break,
             },
-            _ = tick.tick() => complete_quiet_traces(&mut tracked, &mut ops, &config),
+            _ = tick.tick() => complete_quiet_traces(&mut traces, &mut ops, &config),
         }
         if ops.len() > config.max_pending_ops {
             let excess = ops.len() - config.max_pending_ops;
@@ -226,7 +264,7 @@ async fn run(
     // On the way out: a trace whose root has ended is complete even if its quiet period
     // has not run out yet; then one last attempt so a clean shutdown leaves the registry
     // current.
-    for (id, entry) in &tracked {
+    for (id, entry) in &traces.tracked {
         if entry.root_ended && !entry.finished {
             ops.push_back(Op::Complete { id: *id });
         }
@@ -234,85 +272,98 @@ async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), apply(registry.as_ref(), &mut ops)).await;
 }
 
-fn absorb(batch: Vec<SpanFact>, tracked: &mut HashMap<TraceId, Tracked>, ops: &mut VecDeque<Op>) {
+fn absorb(batch: Vec<SpanFact>, traces: &mut Traces, ops: &mut VecDeque<Op>, quiet: Duration) {
     let now = Instant::now();
     for fact in batch {
-        let entry = tracked.entry(fact.trace_id).or_insert_with(|| {
-            ops.push_back(Op::Create {
-                id: fact.trace_id,
-                service: fact.service.clone(),
-            });
-            Tracked {
-                root_ended: false,
-                finished: false,
-                last_activity: now,
-                seen: HashSet::new(),
-                parents: Vec::new(),
-            }
-        });
-        entry.last_activity = now;
-        match fact.parent {
-            None => {
-                entry.root_ended = true;
-                entry.seen = HashSet::new();
-                entry.parents = Vec::new();
-            }
-            Some(parent) if !entry.root_ended && !entry.finished => {
-                entry.seen.insert(fact.span_id);
-                entry.parents.push((parent, fact.serves_a_call));
-            }
-            Some(_) => {}
-        }
-        if entry.finished {
-            continue;
-        }
-        let reason = if fact.unfinished {
-            Some(format!(
-                "a worker of {} disconnected with spans still open",
-                fact.service
-            ))
-        } else {
-            fact.error
-        };
-        if let Some(reason) = reason {
-            entry.finished = true;
-            ops.push_back(Op::Error {
-                id: fact.trace_id,
-                reason,
-            });
-        }
+        let id = fact.trace_id;
+        absorb_one(fact, traces, ops, now);
+        traces.schedule(id, quiet);
     }
 }
 
-fn complete_quiet_traces(
-    tracked: &mut HashMap<TraceId, Tracked>,
-    ops: &mut VecDeque<Op>,
-    config: &LifecycleConfig,
-) {
+/// Updates what is known of one trace from one stored span.
+fn absorb_one(fact: SpanFact, traces: &mut Traces, ops: &mut VecDeque<Op>, now: Instant) {
+    let entry = traces.tracked.entry(fact.trace_id).or_insert_with(|| {
+        ops.push_back(Op::Create {
+            id: fact.trace_id,
+            service: fact.service.clone(),
+        });
+        Tracked {
+            root_ended: false,
+            finished: false,
+            last_activity: now,
+            due: None,
+            seen: HashSet::new(),
+            parents: Vec::new(),
+        }
+    });
+    entry.last_activity = now;
+    match fact.parent {
+        None => {
+            entry.root_ended = true;
+            entry.seen = HashSet::new();
+            entry.parents = Vec::new();
+        }
+        Some(parent) if !entry.root_ended && !entry.finished => {
+            entry.seen.insert(fact.span_id);
+            entry.parents.push((parent, fact.serves_a_call));
+        }
+        Some(_) => {}
+    }
+    if entry.finished {
+        return;
+    }
+    let reason = if fact.unfinished {
+        Some(format!(
+            "a worker of {} disconnected with spans still open",
+            fact.service
+        ))
+    } else {
+        fact.error
+    };
+    if let Some(reason) = reason {
+        entry.finished = true;
+        ops.push_back(Op::Error {
+            id: fact.trace_id,
+            reason,
+        });
+    }
+}
+
+fn complete_quiet_traces(traces: &mut Traces, ops: &mut VecDeque<Op>, config: &LifecycleConfig) {
     let now = Instant::now();
-    for (id, entry) in tracked.iter_mut() {
-        if entry.finished {
+    let quiet = config.quiet_period;
+    while let Some(&(at, id)) = traces.due.first() {
+        if at > now {
+            break;
+        }
+        traces.due.pop_first();
+        let Some(entry) = traces.tracked.get_mut(&id) else {
+            continue;
+        };
+        entry.due = None;
+        if entry.next_look(quiet) > now {
+            // Something arrived since it was scheduled.
+            traces.schedule(id, quiet);
             continue;
         }
-        let quiet = now.duration_since(entry.last_activity);
-        let complete = if entry.root_ended {
-            quiet >= config.quiet_period
-        } else {
-            quiet >= config.quiet_period * REMOTE_ROOT_QUIET_FACTOR
-                && entry.entered_from_elsewhere()
-        };
-        if complete {
+        if entry.finished {
+            // Kept one more quiet period after finishing so late spans do not
+            // re-register it; now it is forgotten.
+            traces.tracked.remove(&id);
+            continue;
+        }
+        if entry.root_ended || entry.entered_from_elsewhere() {
             entry.finished = true;
             entry.seen = HashSet::new();
             entry.parents = Vec::new();
-            ops.push_back(Op::Complete { id: *id });
+            ops.push_back(Op::Complete { id });
+            traces.schedule(id, quiet);
         }
+        // Otherwise a span of its own is missing: it waits for more spans (which
+        // schedule it again) or for the watchdog.
     }
-    // Finished traces are kept for one more quiet period so late spans do not re-register
-    // them; unfinished ones stay until memory runs short (then the watchdog has them).
-    tracked.retain(|_, e| {
-        !(e.finished && now.duration_since(e.last_activity) >= config.quiet_period * 2)
-    });
+    let tracked = &mut traces.tracked;
     if tracked.len() > config.max_tracked {
         let mut by_age: Vec<(Instant, TraceId)> = tracked
             .iter()
@@ -323,7 +374,9 @@ fn complete_quiet_traces(
             .into_iter()
             .take(tracked.len() - config.max_tracked * 9 / 10)
         {
-            tracked.remove(&id);
+            if let Some(due) = tracked.remove(&id).and_then(|e| e.due) {
+                traces.due.remove(&(due, id));
+            }
         }
     }
 }
