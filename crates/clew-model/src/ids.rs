@@ -139,11 +139,35 @@ fn parse_hex_padded(s: &str, out: &mut [u8]) -> Result<(), IdError> {
     Ok(())
 }
 
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
+/// Lowercase hex of up to 16 bytes, in a stack buffer: ids are printed for every span
+/// that is serialized (the query API, the lifecycle journal), so not one `write!` per
+/// byte.
+struct Hex {
+    digits: [u8; 32],
+    len: usize,
+}
+
+impl Hex {
+    fn of(bytes: &[u8]) -> Hex {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut digits = [0u8; 32];
+        for (i, b) in bytes.iter().take(16).enumerate() {
+            digits[2 * i] = DIGITS[usize::from(b >> 4)];
+            digits[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        Hex {
+            digits,
+            len: bytes.len().min(16) * 2,
+        }
     }
-    Ok(())
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.digits[..self.len]).expect("hex digits are ASCII")
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    f.write_str(Hex::of(bytes).as_str())
 }
 
 macro_rules! id_traits {
@@ -167,7 +191,7 @@ macro_rules! id_traits {
         impl Serialize for $t {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 if s.is_human_readable() {
-                    s.collect_str(self)
+                    s.serialize_str(Hex::of(&self.0).as_str())
                 } else {
                     self.0.serialize(s)
                 }
@@ -191,6 +215,21 @@ id_traits!(SpanId);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_print_and_serialize_as_lowercase_hex() {
+        let trace = TraceId::from_hex("4BF92F3577B34DA6A3CE929D0E0E4736").unwrap();
+        assert_eq!(trace.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            serde_json::to_string(&trace).unwrap(),
+            r#""4bf92f3577b34da6a3ce929d0e0e4736""#
+        );
+        let span = SpanId([0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        assert_eq!(span.to_string(), "00f067aa0ba902b7");
+        assert_eq!(format!("{span:?}"), "SpanId(00f067aa0ba902b7)");
+        let back: SpanId = serde_json::from_str(r#""00f067aa0ba902b7""#).unwrap();
+        assert_eq!(back, span);
+    }
 
     #[test]
     fn generated_trace_ids_are_uuidv7_and_w3c_valid() {
