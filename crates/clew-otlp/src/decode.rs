@@ -104,11 +104,98 @@ pub fn decode_protobuf(body: &[u8]) -> Result<ExportTraceServiceRequest, OtlpErr
     Ok(ExportTraceServiceRequest::decode(body)?)
 }
 
+/// Stands in for a double JSON cannot hold while the request is deserialized.
+const NON_FINITE_MARK: &str = "\u{0}clew-non-finite-double\u{0}";
+
+/// Protobuf's JSON mapping writes NaN and the infinities as the strings `"NaN"`,
+/// `"Infinity"` and `"-Infinity"` (the OpenTelemetry Collector does), which the generated
+/// types' serde does not read. Such values are swapped for a marked string, the request
+/// deserialized, and the marks turned back into doubles. `None` when the body has none
+/// or still does not decode.
+fn decode_json_with_named_doubles(body: &[u8]) -> Option<ExportTraceServiceRequest> {
+    fn mark(value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(map) => {
+                let named = match map.get("doubleValue") {
+                    Some(serde_json::Value::String(name)) => {
+                        matches!(name.as_str(), "NaN" | "Infinity" | "-Infinity")
+                    }
+                    _ => false,
+                };
+                if named && let Some(serde_json::Value::String(name)) = map.remove("doubleValue") {
+                    map.insert(
+                        "stringValue".into(),
+                        serde_json::Value::String(format!("{NON_FINITE_MARK}{name}")),
+                    );
+                    return true;
+                }
+                map.values_mut().fold(false, |found, v| mark(v) | found)
+            }
+            serde_json::Value::Array(items) => {
+                items.iter_mut().fold(false, |found, v| mark(v) | found)
+            }
+            _ => false,
+        }
+    }
+    fn unmark_value(value: &mut common::AnyValue) {
+        match &mut value.value {
+            Some(Value::StringValue(text)) => {
+                if let Some(name) = text.strip_prefix(NON_FINITE_MARK) {
+                    let double = match name {
+                        "NaN" => f64::NAN,
+                        "Infinity" => f64::INFINITY,
+                        _ => f64::NEG_INFINITY,
+                    };
+                    value.value = Some(Value::DoubleValue(double));
+                }
+            }
+            Some(Value::ArrayValue(array)) => array.values.iter_mut().for_each(unmark_value),
+            Some(Value::KvlistValue(list)) => unmark(&mut list.values),
+            _ => {}
+        }
+    }
+    fn unmark(attributes: &mut [common::KeyValue]) {
+        for attribute in attributes {
+            if let Some(value) = attribute.value.as_mut() {
+                unmark_value(value);
+            }
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if !mark(&mut value) {
+        return None;
+    }
+    let mut request: ExportTraceServiceRequest = serde_json::from_value(value).ok()?;
+    for resource_spans in &mut request.resource_spans {
+        if let Some(resource) = resource_spans.resource.as_mut() {
+            unmark(&mut resource.attributes);
+        }
+        for scope_spans in &mut resource_spans.scope_spans {
+            if let Some(scope) = scope_spans.scope.as_mut() {
+                unmark(&mut scope.attributes);
+            }
+            for span in &mut scope_spans.spans {
+                unmark(&mut span.attributes);
+                span.events
+                    .iter_mut()
+                    .for_each(|e| unmark(&mut e.attributes));
+                span.links
+                    .iter_mut()
+                    .for_each(|l| unmark(&mut l.attributes));
+            }
+        }
+    }
+    Some(request)
+}
+
 /// Decodes an OTLP/JSON body. serde silently ignores unknown keys, so a request written
 /// with snake_case keys would parse to nothing; when no span comes out, the body is
 /// checked for keys outside OTLP's vocabulary and rejected if it has any.
 pub fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, OtlpError> {
-    let request: ExportTraceServiceRequest = serde_json::from_slice(body)?;
+    let request: ExportTraceServiceRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(error) => decode_json_with_named_doubles(body).ok_or(error)?,
+    };
     let span_count: usize = request
         .resource_spans
         .iter()

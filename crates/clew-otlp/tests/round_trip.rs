@@ -133,3 +133,55 @@ fn invalid_spans_are_rejected_one_by_one() {
 fn garbage_protobuf_is_an_error() {
     assert!(decode_protobuf(b"\xff\xff\xff\xff\xff").is_err());
 }
+
+/// Protobuf's JSON mapping names the doubles JSON cannot hold; the OpenTelemetry
+/// Collector writes them so. They decode as doubles, wherever they are.
+#[test]
+fn named_non_finite_doubles_decode_as_doubles() {
+    let body = br#"{"resourceSpans":[{"resource":{"attributes":[
+        {"key":"service.name","value":{"stringValue":"sensors"}},
+        {"key":"calibration","value":{"doubleValue":"Infinity"}}]},
+      "scopeSpans":[{"spans":[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7",
+        "name":"read","kind":1,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000000001000",
+        "attributes":[{"key":"reading","value":{"doubleValue":"NaN"}},
+          {"key":"range","value":{"arrayValue":{"values":[{"doubleValue":"-Infinity"},{"doubleValue":1.5}]}}},
+          {"key":"label","value":{"stringValue":"NaN"}}],
+        "events":[{"timeUnixNano":"1700000000000000500","name":"spike","attributes":[{"key":"peak","value":{"doubleValue":"Infinity"}}]}]}]}]}]}"#;
+    let decoded = spans_from_request(decode_json(body).unwrap());
+    let span = &decoded.spans[0];
+    let double = |value: Option<&AttributeValue>| match value {
+        Some(AttributeValue::Double(d)) => *d,
+        other => panic!("not a double: {other:?}"),
+    };
+    assert!(double(span.attribute("reading")).is_nan());
+    assert_eq!(
+        span.attribute("range"),
+        Some(&AttributeValue::Array(vec![
+            AttributeValue::Double(f64::NEG_INFINITY),
+            AttributeValue::Double(1.5)
+        ]))
+    );
+    // A string that happens to say NaN stays a string.
+    assert_eq!(
+        span.attribute("label"),
+        Some(&AttributeValue::String("NaN".into()))
+    );
+    assert_eq!(
+        double(clew_model::find_attribute(
+            &span.events[0].attributes,
+            "peak"
+        )),
+        f64::INFINITY
+    );
+    assert_eq!(
+        double(clew_model::find_attribute(
+            &span.resource.attributes,
+            "calibration"
+        )),
+        f64::INFINITY
+    );
+    // Any other string is still an error.
+    let wrong =
+        String::from_utf8_lossy(body).replace(r#""doubleValue":"NaN""#, r#""doubleValue":"lots""#);
+    assert!(decode_json(wrong.as_bytes()).is_err());
+}
