@@ -89,13 +89,7 @@ fn check(clew: &Clew) {
 fn scout_python_agent_over_tcp_reaches_the_query_api() {
     let dir = tempfile::tempdir().unwrap();
     let clew = Clew::start(dir.path());
-    let tcp = clew
-        .agent
-        .iter()
-        .find(|a| a.starts_with("tcp://"))
-        .expect("agent TCP address printed")
-        .clone();
-    run_scout_app(&tcp);
+    run_scout_app(&clew.agent_tcp());
     check(&clew);
 }
 

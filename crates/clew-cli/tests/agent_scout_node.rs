@@ -296,14 +296,6 @@ fn unix_socket(clew: &Clew, dir: &Path) -> String {
     socket
 }
 
-fn tcp_address(clew: &Clew) -> String {
-    clew.agent
-        .iter()
-        .find(|a| a.starts_with("tcp://127.0.0.1:"))
-        .expect("agent TCP address printed")
-        .clone()
-}
-
 #[test]
 fn scout_node_agent_over_the_unix_socket_reaches_the_query_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,6 +308,6 @@ fn scout_node_agent_over_the_unix_socket_reaches_the_query_api() {
 fn scout_node_agent_over_tcp_reaches_the_query_api() {
     let dir = tempfile::tempdir().unwrap();
     let clew = Clew::start(dir.path());
-    run_scout_app(&tcp_address(&clew));
+    run_scout_app(&clew.agent_tcp());
     check(&clew);
 }

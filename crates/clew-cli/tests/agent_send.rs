@@ -32,12 +32,7 @@ fn send(address: &str, lines: &str) -> std::process::Output {
 fn a_script_sends_a_request_as_one_batch_command_and_reads_the_replies() {
     let dir = tempfile::tempdir().unwrap();
     let clew = Clew::start(dir.path());
-    let tcp = clew
-        .agent
-        .iter()
-        .find(|a| a.starts_with("tcp://"))
-        .expect("the agent's TCP address")
-        .clone();
+    let tcp = clew.agent_tcp();
     let batch = serde_json::json!({"BatchCommand": {"commands": [
         {"Register": {"app": "nightly-backup", "api_version": "1.0", "language": "shell"}},
         {"StartRequest": {"request_id": "run-1", "trace_id": TRACE, "timestamp": "2026-12-06T03:00:00Z"}},

@@ -95,6 +95,15 @@ impl Clew {
         }
     }
 
+    /// The agent's TCP address as printed (`tcp://127.0.0.1:PORT`).
+    pub fn agent_tcp(&self) -> String {
+        self.agent
+            .iter()
+            .find(|a| a.starts_with("tcp://"))
+            .expect("agent TCP address printed")
+            .clone()
+    }
+
     pub fn api(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
