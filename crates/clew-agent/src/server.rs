@@ -212,6 +212,14 @@ impl Agent {
         &self.addresses
     }
 
+    /// The TCP listener's address (with the actual port), if there is one.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.addresses.iter().find_map(|a| match a {
+            AgentAddress::Tcp(addr) => Some(*addr),
+            AgentAddress::Unix(_) => None,
+        })
+    }
+
     pub fn stats(&self) -> Arc<AgentStats> {
         Arc::clone(&self.stats)
     }

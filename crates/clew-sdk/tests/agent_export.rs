@@ -39,14 +39,7 @@ impl RunningAgent {
         let socket = config.unix_socket.clone().unwrap();
         let sink = Arc::new(MemorySink::new());
         let agent = Agent::bind(config, sink.clone()).await.unwrap();
-        let tcp = agent
-            .addresses()
-            .iter()
-            .find_map(|a| match a {
-                AgentAddress::Tcp(addr) => Some(*addr),
-                AgentAddress::Unix(_) => None,
-            })
-            .unwrap();
+        let tcp = agent.tcp_addr().unwrap();
         let stats = agent.stats();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(agent.serve(async {

@@ -59,14 +59,7 @@ impl TestAgent {
             .await
             .expect("binding the test agent")
             .with_hook(hook.clone());
-        let tcp = agent
-            .addresses()
-            .iter()
-            .find_map(|a| match a {
-                AgentAddress::Tcp(addr) => Some(*addr),
-                AgentAddress::Unix(_) => None,
-            })
-            .expect("a TCP listener");
+        let tcp = agent.tcp_addr().expect("a TCP listener");
         let stats = agent.stats();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(agent.serve(async {
